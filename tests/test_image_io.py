@@ -1,0 +1,45 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from realesr_core import ImageError
+from realesr_core.image_io import read_image, write_image
+
+from conftest import photo
+
+
+@pytest.mark.parametrize("mode,channels", [("RGB", 3), ("RGBA", 4), ("L", 1), ("LA", 2), ("P", 3), ("CMYK", 3)])
+def test_modes(tmp_path: Path, mode: str, channels: int) -> None:
+    path = tmp_path / ("x.tif" if mode == "CMYK" else "x.png")
+    Image.fromarray(photo(16)).convert(mode).save(path)
+    loaded = read_image(path)
+    assert loaded.tensor.shape == (1, channels, 16, 16) and loaded.bit_depth == 8
+
+
+def test_8bit_round_trip_is_exact(tmp_path: Path) -> None:
+    write_image(tmp_path / "a.png", read_image_from(photo(16), tmp_path))
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "a.png")), photo(16))
+
+
+def read_image_from(array: np.ndarray, tmp_path: Path) -> torch.Tensor:
+    Image.fromarray(array).save(tmp_path / "src.png")
+    return read_image(tmp_path / "src.png").tensor
+
+
+def test_16bit_gray_keeps_precision(tmp_path: Path) -> None:
+    values = (np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16).astype(np.uint16)
+    Image.fromarray(values).save(tmp_path / "g16.png")
+    loaded = read_image(tmp_path / "g16.png")
+    assert loaded.bit_depth == 16
+    write_image(tmp_path / "out.png", loaded.tensor, bit_depth=16)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "out.png")).astype(np.uint16), values)
+
+
+def test_unreadable_and_jpeg_alpha(tmp_path: Path) -> None:
+    with pytest.raises(ImageError, match="cannot read image"):
+        read_image(tmp_path / "missing.png")
+    with pytest.raises(ImageError, match="JPEG cannot store transparency"):
+        write_image(tmp_path / "x.jpg", torch.rand(1, 4, 8, 8))
