@@ -10,9 +10,9 @@ from pathlib import Path
 import torch
 
 from . import zoo
+from .engine import DEFAULT_BLEND, DEFAULT_OVERLAP, PRECISIONS, upscale
 from .errors import RealESRError
-from .image_io import read_image, write_image
-from .inference import upscale_whole
+from .image_io import READABLE_SUFFIXES, read_image, write_image
 from .model_io import load_model, save_model
 
 
@@ -21,40 +21,82 @@ def _model_help() -> str:
     return f"model file (.safetensors/.pth/.param) or bundled name ({names}); default {zoo.DEFAULT_MODEL}"
 
 
-def _default_output(input_path: Path, scale: int) -> Path:
-    return input_path.with_name(f"{input_path.stem}_x{scale}.png")
+def collect_inputs(inputs: list[str]) -> list[Path]:
+    """Files as given, and the images directly inside any directory given, sorted."""
+    found: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found += sorted(p for p in path.iterdir() if p.suffix.lower() in READABLE_SUFFIXES and p.is_file())
+        else:
+            found.append(path)
+    if not found:
+        raise RealESRError(f"no images found in {', '.join(inputs)}")
+    return found
 
 
-def match_channels(image: torch.Tensor, channels: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Splits off alpha and adapts gray/colour to what the model takes; returns (colour, alpha or None)."""
-    alpha = None
-    if image.shape[1] in (2, 4) and channels != image.shape[1]:
-        image, alpha = image[:, :-1], image[:, -1:]
-    if image.shape[1] == 1 and channels == 3:
-        image = image.expand(-1, 3, -1, -1)
-    elif image.shape[1] == 3 and channels == 1:
-        image = image.mean(1, keepdim=True)
-    return image, alpha
+def output_path(source: Path, output: str | None, several: bool, scale_label: str) -> Path:
+    default_name = f"{source.stem}_{scale_label}.png"
+    if output is None:
+        return source.with_name(default_name)
+    target = Path(output)
+    if several or target.is_dir() or output.endswith(("/", "\\")):
+        return target / default_name
+    return target
+
+
+class ProgressBar:
+    """A one-line tile counter on stderr, shown for work that takes more than a moment."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.started = time.perf_counter()
+        self.shown = False
+
+    def __call__(self, done: int, total: int) -> None:
+        if time.perf_counter() - self.started < 1.0 and not self.shown:
+            return
+        self.shown = True
+        width = 30
+        filled = width * done // max(total, 1)
+        print(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} tiles", end="",
+              file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.shown:
+            print(file=sys.stderr)
 
 
 def cmd_upscale(args: argparse.Namespace) -> int:
     model = load_model(args.model)
-    source = read_image(args.input)
-    image, alpha = match_channels(source.tensor, model.in_channels)
-    started = time.perf_counter()
-    out = upscale_whole(model, image).clamp(0, 1)
-    if source.tensor.shape[1] == 1 and out.shape[1] == 3:
-        out = out.mean(1, keepdim=True)
-    if alpha is not None:
-        alpha = torch.nn.functional.interpolate(alpha, size=out.shape[-2:], mode="bilinear", align_corners=False)
-        out = torch.cat([out, alpha.clamp(0, 1)], 1)
-    output = Path(args.output) if args.output else _default_output(Path(args.input), model.scale)
-    write_image(output, out, source.bit_depth)
-    seconds = time.perf_counter() - started
-    h, w = source.tensor.shape[-2:]
-    print(f"{args.input} ({w}x{h}) -> {output} ({out.shape[-1]}x{out.shape[-2]}) with {model.name or model.source} "
-          f"in {seconds:.1f} s")
-    return 0
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    sources = collect_inputs(args.input)
+    label = f"x{args.outscale:g}" if args.outscale else ("resized" if args.width or args.height else f"x{model.scale}")
+    failures = 0
+    for source in sources:
+        target = output_path(source, args.output, len(sources) > 1, label)
+        try:
+            loaded = read_image(source)
+            bar = ProgressBar(source.name)
+            try:
+                result = upscale(model, loaded.tensor, tile=args.tile, overlap=args.overlap, blend=args.blend,
+                                 precision=args.precision, alpha=args.alpha, outscale=args.outscale,
+                                 width=args.width, height=args.height, device=device, compile=args.compile,
+                                 progress=bar)
+            finally:
+                bar.close()
+            bits = loaded.bit_depth if args.bits == "auto" else int(args.bits)
+            write_image(target, result.image, bits)
+        except RealESRError as exc:
+            failures += 1
+            print(f"realesr: error: {source}: {exc}", file=sys.stderr)
+            continue
+        h, w = loaded.tensor.shape[-2:]
+        out_h, out_w = result.image.shape[-2:]
+        print(f"{source} ({w}x{h}) -> {target} ({out_w}x{out_h}, {bits}-bit) with {model.name or model.source}: "
+              f"{result.seconds:.1f} s, {result.tiles} tile(s) of {result.tile} px, {result.precision}"
+              + (f", {result.fp32_reruns} re-run in fp32" if result.fp32_reruns else ""))
+    return 1 if failures else 0
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
@@ -74,10 +116,24 @@ def cmd_models(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="realesr", description="Real-ESRGAN upscaling and model tools.")
     sub = parser.add_subparsers(dest="command", required=True)
-    up = sub.add_parser("upscale", help="upscale an image file")
-    up.add_argument("input", help="PNG, JPEG or WebP image")
-    up.add_argument("-o", "--output", help="output PNG (default: INPUT_x<scale>.png beside the input)")
+    up = sub.add_parser("upscale", help="upscale image files")
+    up.add_argument("input", nargs="+", help="image files (PNG, JPEG, WebP, TIFF, BMP) or directories of them")
+    up.add_argument("-o", "--output", help="output file (one input) or directory (default: beside each input)")
     up.add_argument("-m", "--model", default=zoo.DEFAULT_MODEL, help=_model_help())
+    up.add_argument("--tile", type=int, default=0, help="tile size in input pixels (0 = from free memory)")
+    up.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, help="context pixels around each tile")
+    up.add_argument("--blend", type=int, default=DEFAULT_BLEND, help="half-width of the cross-fade between tiles")
+    up.add_argument("--precision", default="auto", choices=["auto", *PRECISIONS],
+                    help="auto: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32")
+    size = up.add_mutually_exclusive_group()
+    size.add_argument("-s", "--outscale", type=float, help="output scale factor (e.g. 2 with a x4 model)")
+    size.add_argument("--width", type=int, help="output width (height follows unless --height is given)")
+    up.add_argument("--height", type=int, help="output height (width follows unless --width is given)")
+    up.add_argument("--alpha", default="model", choices=["model", "resize"],
+                    help="upscale transparency with the model (as a gray image) or by a smooth resize")
+    up.add_argument("--bits", default="auto", choices=["auto", "8", "16"], help="output bit depth (auto: as input)")
+    up.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    up.add_argument("--compile", action="store_true", help="torch.compile the model (slow first call)")
     up.set_defaults(func=cmd_upscale)
     conv = sub.add_parser("convert", help="convert any supported model to canonical safetensors")
     conv.add_argument("input", help=_model_help())

@@ -43,3 +43,30 @@ def test_unreadable_and_jpeg_alpha(tmp_path: Path) -> None:
         read_image(tmp_path / "missing.png")
     with pytest.raises(ImageError, match="JPEG cannot store transparency"):
         write_image(tmp_path / "x.jpg", torch.rand(1, 4, 8, 8))
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_16bit_png_round_trip(tmp_path: Path, channels: int) -> None:
+    values = np.random.default_rng(channels).integers(0, 65536, (9, 13, channels)).astype(np.uint16)
+    image = torch.from_numpy(values.astype(np.float32) / 65535).permute(2, 0, 1)[None]
+    write_image(tmp_path / "x.png", image, bit_depth=16)
+    loaded = read_image(tmp_path / "x.png")
+    assert loaded.bit_depth == 16
+    assert np.array_equal(np.round(loaded.tensor[0].permute(1, 2, 0).numpy() * 65535).astype(np.uint16), values)
+
+
+def test_16bit_png_written_by_pillow_with_paeth_filters(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    smooth = np.cumsum(np.cumsum(rng.integers(0, 50, (40, 60)), 0), 1).astype(np.uint16)
+    Image.fromarray(smooth).save(tmp_path / "p.png")
+    from realesr_core.png16 import read_png16
+
+    assert np.array_equal(read_png16(tmp_path / "p.png")[..., 0], smooth)
+
+
+def test_damaged_16bit_png(tmp_path: Path) -> None:
+    write_image(tmp_path / "x.png", torch.rand(1, 3, 8, 8), bit_depth=16)
+    data = (tmp_path / "x.png").read_bytes()
+    (tmp_path / "x.png").write_bytes(data[:60])
+    with pytest.raises(ImageError):
+        read_image(tmp_path / "x.png")

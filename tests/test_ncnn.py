@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from realesr_core import ModelLoadError, load_model, zoo
-from realesr_core.inference import upscale_whole
+from realesr_core.engine import upscale
 from realesr_core.ncnn import read_ncnn
 
 from conftest import photo, psnr, to_tensor
@@ -43,8 +43,9 @@ def test_converted_weights_match_ncnn(name: str, index: int, min_psnr: float) ->
     image = photo(64)
     reference = np.asarray(realesrgan(gpuid=-1, model=index).process_pil(Image.fromarray(image)))
     model = load_model(name)
-    ours = upscale_whole(model, to_tensor(image)).clamp(0, 1)
-    ours = (ours[0].permute(1, 2, 0) * 255).round().numpy()
+    result = upscale(model, to_tensor(image), precision="fp32")
+    assert result.tiles == 1  # one window, reflect-padded by 10 pixels as ncnn pads
+    ours = (result.image[0].permute(1, 2, 0) * 255).round().numpy()
     assert ours.shape == reference.shape
     value = psnr(ours, reference)
     print(f"{name}: {value:.1f} dB against ncnn")
@@ -125,5 +126,5 @@ def test_missing_wheel_says_how_to_install(monkeypatch: pytest.MonkeyPatch, tmp_
 
 
 def test_outputs_are_finite_on_a_real_photo() -> None:
-    out = upscale_whole(load_model("realesr-animevideov3"), to_tensor(photo(32)))
+    out = upscale(load_model("realesr-animevideov3"), to_tensor(photo(32))).image
     assert torch.isfinite(out).all() and out.shape == (1, 3, 128, 128)

@@ -27,3 +27,6 @@ class OutputRescaled(nn.Module):
         out = self.network(x)
         size = (x.shape[-2] * self.scale, x.shape[-1] * self.scale)
         return F.interpolate(out, size=size, mode="bicubic", align_corners=False)
+
+    def peak_elements_per_pixel(self) -> float:
+        return self.network.peak_elements_per_pixel()

@@ -30,7 +30,7 @@ class ResidualDenseBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = [x]
         for conv in (self.conv1, self.conv2, self.conv3, self.conv4):
-            features.append(F.leaky_relu(conv(torch.cat(features, 1)), LEAKY_SLOPE))
+            features.append(F.leaky_relu(conv(torch.cat(features, 1)), LEAKY_SLOPE, inplace=True))
         return self.conv5(torch.cat(features, 1)) * RESIDUAL_SCALE + x
 
 
@@ -96,5 +96,11 @@ class RRDBNet(nn.Module):
         feat = feat + self.conv_body(self.body(feat))
         for i in range(1, self.num_upsample + 1):
             conv_up = getattr(self, f"conv_up{i}")
-            feat = F.leaky_relu(conv_up(F.interpolate(feat, scale_factor=2, mode="nearest")), LEAKY_SLOPE)
-        return self.conv_last(F.leaky_relu(self.conv_hr(feat), LEAKY_SLOPE))
+            feat = F.leaky_relu(conv_up(F.interpolate(feat, scale_factor=2, mode="nearest")), LEAKY_SLOPE, inplace=True)
+        return self.conv_last(F.leaky_relu(self.conv_hr(feat), LEAKY_SLOPE, inplace=True))
+
+    def peak_elements_per_pixel(self) -> float:
+        """Activation elements alive at the peak of a forward pass, per input pixel (sizes the tiles)."""
+        num_feat = self.conv_first.out_channels
+        dense = self.body[0].rdb1.conv5.in_channels if len(self.body) else num_feat
+        return (2 * dense + 3 * num_feat) / self.unshuffle**2 + 3 * num_feat * self.scale**2

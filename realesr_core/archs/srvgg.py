@@ -49,3 +49,7 @@ class SRVGGNetCompact(nn.Module):
         out = F.pixel_shuffle(self.body(x), self.scale)
         # A 1-channel input broadcasts over the output channels (gray-in, colour-out models).
         return out + F.interpolate(x, scale_factor=self.scale, mode="nearest")
+
+    def peak_elements_per_pixel(self) -> float:
+        """Activation elements alive at the peak of a forward pass, per input pixel (sizes the tiles)."""
+        return 3 * self.body[0].out_channels + 3 * self.num_out_ch * self.scale**2

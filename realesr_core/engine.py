@@ -1,0 +1,402 @@
+"""The tiled upscaling engine: every upscale in the command line and the ComfyUI nodes goes through `upscale`.
+
+Seamless (context around every tile, complementary cross-fades), memory-safe (tile size from free memory; an
+out-of-memory tile is split and only it is re-run; the full-size result is assembled once, on the output device),
+and fast (several tiles per forward on GPUs, channels_last, reduced precision with an fp32 re-run for any tile that
+comes out NaN, infinite or black).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import channels as ch
+from .descriptor import ModelDescriptor
+from .device import auto_dtype, is_out_of_memory, memory_budget, release_cached
+from .errors import ImageError, RealESRError
+from .padding import pad_reflect
+from .tiling import Grid, Tile, make_grid
+
+BORDER_CONTEXT = 10  # reflected pixels around the image, as ncnn adds around every tile
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+DEFAULT_OVERLAP = 32  # LR pixels of context around every tile
+DEFAULT_BLEND = 16  # half-width of the cross-fade, within the context
+MAX_TILE = 2048
+MIN_AUTO_TILE = 64
+MAX_TILES_PER_FORWARD = 16
+MAX_PASSES = 3
+
+ProgressCallback = Callable[[int, int], None]
+
+
+class UpscaleCancelled(RealESRError):
+    """The caller's cancel check asked to stop; no partial result is returned."""
+
+
+class UpscaleOutOfMemory(RealESRError, MemoryError):
+    """Even the smallest tiles did not fit."""
+
+
+@dataclass
+class UpscaleResult:
+    image: torch.Tensor  # [B, C, H', W'] float32 in 0..1 on the output device
+    tile: int  # largest tile core actually used (input pixels), after any out-of-memory splits
+    tiles: int  # tiles run
+    tiles_per_forward: int
+    precision: str  # "fp32" | "fp16" | "bf16"
+    fp32_reruns: int  # tiles re-run in fp32 because reduced precision gave NaN, Inf or black
+    oom_splits: int  # tiles split after running out of memory
+    passes: int  # model passes (more than one when the wanted size exceeds the model's scale)
+    seconds: float
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Runnable:
+    """What the engine needs of a model, whether ours or a spandrel descriptor from ComfyUI's own loader."""
+
+    module: nn.Module
+    scale: int
+    in_channels: int
+    out_channels: int
+    size_multiple: int
+    supports_fp16: bool
+    supports_bf16: bool
+
+    def peak_elements_per_pixel(self) -> float:
+        estimate = getattr(self.module, "peak_elements_per_pixel", None)
+        return float(estimate()) if callable(estimate) else 3 * 64 * self.scale**2 + 1024.0
+
+
+def as_runnable(model: Any) -> Runnable:
+    if isinstance(model, ModelDescriptor):
+        return Runnable(model.module, model.scale, model.in_channels, model.out_channels, model.size_multiple,
+                        model.supports_fp16, model.supports_bf16)
+    if isinstance(getattr(model, "model", None), nn.Module) and hasattr(model, "scale"):  # spandrel descriptor
+        requirements = getattr(model, "size_requirements", None)
+        multiple = max(int(getattr(requirements, "multiple_of", 1) or 1), int(getattr(requirements, "minimum", 1) or 1))
+        return Runnable(model.model, int(model.scale), int(getattr(model, "input_channels", 3)),
+                        int(getattr(model, "output_channels", 3)), multiple,
+                        bool(getattr(model, "supports_half", False)), bool(getattr(model, "supports_bfloat16", False)))
+    raise RealESRError(f"cannot upscale with a {type(model).__name__}: expected a model from load_model or spandrel")
+
+
+@dataclass
+class _Settings:
+    device: torch.device
+    output_device: torch.device
+    dtype: torch.dtype
+    tile: int
+    overlap: int
+    blend: int
+    tiles_per_forward: int
+    channels_last: bool
+    progress: ProgressCallback | None
+    cancel: Callable[[], bool] | None
+
+
+def upscale(
+    model: Any,
+    image: torch.Tensor,
+    *,
+    tile: int = 0,
+    overlap: int = DEFAULT_OVERLAP,
+    blend: int = DEFAULT_BLEND,
+    precision: str = "auto",
+    tiles_per_forward: int = 0,
+    channels_last: bool = True,
+    compile: bool = False,
+    alpha: str = "model",
+    outscale: float | None = None,
+    width: int | None = None,
+    height: int | None = None,
+    device: torch.device | str | None = None,
+    output_device: torch.device | str = "cpu",
+    progress: ProgressCallback | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> UpscaleResult:
+    """Upscales a batch `[B, C, H, W]` (0..1, C = 1, 3 or 4, any device) and says what was decided.
+
+    tile: core size in input pixels (0 = from free memory). overlap: context pixels around each tile. blend:
+    half-width of the cross-fade. precision: auto / fp32 / fp16 / bf16. alpha: "model" runs the alpha channel
+    through the network as a gray image, "resize" resizes it smoothly. outscale / width / height: the output size
+    (one of them, or width and height together); factors above the model's scale use repeated passes.
+    """
+    started = time.perf_counter()
+    check_image(image)
+    if alpha not in ch.ALPHA_MODES:
+        raise ImageError(f"alpha mode must be one of {ch.ALPHA_MODES}, got {alpha!r}")
+    runnable = as_runnable(model)
+    settings = _settings(runnable, image, tile, overlap, blend, precision, tiles_per_forward, channels_last,
+                         device, output_device, progress, cancel)
+    if compile:
+        runnable.module = _compiled(runnable.module)
+    target = _target_size(image.shape[-2:], runnable.scale, outscale, width, height)
+    passes = _passes_needed(image.shape[-2:], target, runnable.scale)
+    colour, alpha_channel = ch.split_alpha(image.float(), runnable.in_channels)
+    if alpha_channel is not None:
+        colour = ch.premultiply(colour, alpha_channel)
+    alpha_through_model = alpha_channel is not None and alpha == "model"
+    stats = _Stats(planned=_planned_tiles(image.shape, runnable, settings, passes) * (1 + alpha_through_model))
+    result = _through_model(runnable, colour, passes, settings, stats)
+    if alpha_channel is not None:
+        if alpha_through_model:
+            alpha_out = _through_model(runnable, alpha_channel, passes, settings, stats)
+        else:
+            alpha_out = F.interpolate(alpha_channel.to(settings.output_device), size=result.shape[-2:],
+                                      mode="bicubic", align_corners=False)
+        alpha_out = alpha_out.clamp(0, 1)
+        result = torch.cat([ch.unpremultiply(result, alpha_out), alpha_out], 1)
+    result = _resize(result, target).clamp_(0, 1)
+    return UpscaleResult(
+        image=result,
+        tile=stats.max_core or settings.tile,
+        tiles=stats.tiles,
+        tiles_per_forward=settings.tiles_per_forward,
+        precision=next(k for k, v in PRECISIONS.items() if v == settings.dtype),
+        fp32_reruns=stats.fp32_reruns,
+        oom_splits=stats.oom_splits,
+        passes=passes,
+        seconds=time.perf_counter() - started,
+        details={"overlap": settings.overlap, "blend": settings.blend, "device": str(settings.device)},
+    )
+
+
+def check_image(image: torch.Tensor) -> None:
+    """Rejects what no model can run on, with a message that says what was wrong."""
+    if not isinstance(image, torch.Tensor):
+        raise ImageError(f"expected an image tensor, got {type(image).__name__}")
+    if image.dim() != 4:
+        raise ImageError(f"expected an image batch [B, C, H, W], got shape {list(image.shape)}")
+    if image.numel() == 0:
+        raise ImageError(f"image batch is empty: shape {list(image.shape)}")
+    if not image.is_floating_point():
+        raise ImageError(f"expected a float image in 0..1, got dtype {image.dtype}")
+    if not torch.isfinite(image).all():
+        raise ImageError("image contains NaN or infinite values")
+    if image.shape[1] not in (1, 2, 3, 4):
+        raise ImageError(f"expected 1 (gray), 2 (gray+alpha), 3 (RGB) or 4 (RGBA) channels, got {image.shape[1]}")
+
+
+def _settings(runnable: Runnable, image: torch.Tensor, tile: int, overlap: int, blend: int, precision: str,
+              tiles_per_forward: int, channels_last: bool, device: Any, output_device: Any,
+              progress: ProgressCallback | None, cancel: Callable[[], bool] | None) -> _Settings:
+    parameter = next(runnable.module.parameters(), None)
+    device = torch.device(device) if device is not None else (parameter.device if parameter is not None else image.device)
+    if parameter is not None and parameter.device != device:
+        runnable.module.to(device)
+    if precision == "auto":
+        dtype = auto_dtype(device, runnable.supports_fp16, runnable.supports_bf16)
+    elif precision in PRECISIONS:
+        dtype = PRECISIONS[precision]
+        supported = {torch.float16: runnable.supports_fp16, torch.bfloat16: runnable.supports_bf16}
+        if not supported.get(dtype, True):
+            raise RealESRError(f"this model does not support {precision}")
+    else:
+        raise RealESRError(f"precision must be auto, {', '.join(PRECISIONS)}; got {precision!r}")
+    if tile < 0 or overlap < 0 or blend < 0 or tiles_per_forward < 0:
+        raise RealESRError("tile, overlap, blend and tiles_per_forward must not be negative")
+    if channels_last:
+        runnable.module.to(memory_format=torch.channels_last)
+    element = torch.finfo(dtype).bits // 8
+    window_bytes_per_pixel = runnable.peak_elements_per_pixel() * element + 64  # measured peaks are ~2/3 of this
+    budget = memory_budget(device)
+    if tile == 0:
+        window_pixels = budget / window_bytes_per_pixel
+        height, width = image.shape[-2:]
+        if (height + 2 * BORDER_CONTEXT) * (width + 2 * BORDER_CONTEXT) <= window_pixels:
+            tile = max(height, width)  # one window: no context overhead at all
+        else:
+            tile = max(MIN_AUTO_TILE, min(MAX_TILE, int(math.sqrt(window_pixels)) - 2 * overlap))
+    if tiles_per_forward == 0:
+        window = (tile + 2 * overlap) ** 2 * window_bytes_per_pixel
+        fits = int(budget // window) if device.type == "cuda" else 1
+        tiles_per_forward = max(1, min(MAX_TILES_PER_FORWARD, fits))
+    return _Settings(device, torch.device(output_device), dtype, tile, overlap, blend, tiles_per_forward,
+                     channels_last, progress, cancel)
+
+
+_COMPILED: "weakref.WeakKeyDictionary[nn.Module, nn.Module]" = weakref.WeakKeyDictionary()
+
+
+def _compiled(module: nn.Module) -> nn.Module:
+    if module not in _COMPILED:
+        _COMPILED[module] = torch.compile(module, dynamic=False)
+    return _COMPILED[module]
+
+
+def _target_size(size: torch.Size, scale: int, outscale: float | None, width: int | None,
+                 height: int | None) -> tuple[int, int]:
+    h, w = int(size[0]), int(size[1])
+    if outscale is not None and (width or height):
+        raise RealESRError("give either outscale or width/height, not both")
+    if outscale is not None:
+        if not outscale > 0:
+            raise RealESRError(f"outscale must be positive, got {outscale}")
+        return max(1, round(h * outscale)), max(1, round(w * outscale))
+    if width and height:
+        return int(height), int(width)
+    if width:
+        return max(1, round(h * width / w)), int(width)
+    if height:
+        return int(height), max(1, round(w * height / h))
+    return h * scale, w * scale
+
+
+def _passes_needed(size: torch.Size, target: tuple[int, int], scale: int) -> int:
+    needed = max(target[0] / size[0], target[1] / size[1])
+    passes = 1
+    while scale > 1 and scale**passes < needed - 1e-9:
+        passes += 1
+    if passes > MAX_PASSES:
+        raise RealESRError(f"x{needed:.3g} would take {passes} passes of a x{scale} model; at most {MAX_PASSES}")
+    return passes
+
+
+def _resize(image: torch.Tensor, target: tuple[int, int]) -> torch.Tensor:
+    if tuple(image.shape[-2:]) == target:
+        return image
+    antialias = target[0] < image.shape[-2] or target[1] < image.shape[-1]
+    return F.interpolate(image, size=target, mode="bicubic", align_corners=False, antialias=antialias)
+
+
+@dataclass
+class _Stats:
+    planned: int = 0
+    tiles: int = 0
+    fp32_reruns: int = 0
+    oom_splits: int = 0
+    max_core: int = 0
+
+
+def _planned_tiles(shape: torch.Size, runnable: Runnable, settings: _Settings, passes: int) -> int:
+    batch, _, height, width = shape
+    total = 0
+    for _ in range(passes):
+        grid, _pads = make_grid(height, width, settings.tile, settings.overlap, settings.blend, BORDER_CONTEXT,
+                                runnable.size_multiple)
+        total += batch * len(grid.tiles(0))
+        height, width = height * runnable.scale, width * runnable.scale
+    return total
+
+
+def _through_model(runnable: Runnable, image: torch.Tensor, passes: int, settings: _Settings,
+                   stats: _Stats) -> torch.Tensor:
+    out_channels = image.shape[1]
+    for _ in range(passes):
+        output = _tiled(runnable, ch.to_model_channels(image, runnable.in_channels), settings, stats)
+        image = ch.from_model_channels(output, out_channels)
+    return image
+
+
+def _tiled(runnable: Runnable, image: torch.Tensor, settings: _Settings, stats: _Stats) -> torch.Tensor:
+    batch, _, height, width = image.shape
+    scale = runnable.scale
+    grid, pads = make_grid(height, width, settings.tile, settings.overlap, settings.blend, BORDER_CONTEXT,
+                           runnable.size_multiple)
+    output = torch.zeros(batch, runnable.out_channels, height * scale, width * scale, device=settings.output_device)
+    for frame in range(batch):
+        padded = pad_reflect(image[frame : frame + 1].to(settings.device), *pads)
+        _run_frame(runnable, grid, padded, output[frame : frame + 1], settings, stats)
+    return output
+
+
+def _run_frame(runnable: Runnable, grid: Grid, padded: torch.Tensor, output: torch.Tensor, settings: _Settings,
+               stats: _Stats) -> None:
+    queue: deque[Tile] = deque(grid.tiles(0))
+    while queue:
+        if settings.cancel is not None and settings.cancel():
+            raise UpscaleCancelled("upscale cancelled")
+        level = queue[0].level
+        batch = [queue.popleft()]
+        while queue and len(batch) < settings.tiles_per_forward and queue[0].level == level:
+            batch.append(queue.popleft())
+        try:
+            results = _forward_tiles(runnable, grid, padded, batch, settings, stats)
+        except Exception as error:  # noqa: BLE001 - only out-of-memory is handled; everything else re-raised
+            if not is_out_of_memory(error):
+                raise
+            release_cached(settings.device)
+            _recover_from_oom(grid, batch, queue, settings, stats)
+            continue
+        for tile, result in zip(batch, results):
+            _accumulate(grid, tile, result, output, runnable.scale)
+            stats.max_core = max(stats.max_core, grid.max_core(tile.level))
+            stats.tiles += 1
+            if settings.progress is not None:
+                settings.progress(stats.tiles, stats.planned)
+
+
+def _recover_from_oom(grid: Grid, batch: list[Tile], queue: deque[Tile], settings: _Settings, stats: _Stats) -> None:
+    """Fewer tiles per forward first (same tiles, same output); then split the tiles still to run into the next
+    level's tiles, whose boundaries include the current ones, so finished tiles stay valid."""
+    queue.extendleft(reversed(batch))
+    if len(batch) > 1:
+        settings.tiles_per_forward = max(1, len(batch) // 2)
+        return
+    tile = batch[0]
+    if not grid.can_split(tile):
+        raise UpscaleOutOfMemory(f"out of memory on {settings.device} even with tiles of {grid.max_core(tile.level)} px")
+    remaining = list(queue)
+    queue.clear()
+    for pending in remaining:
+        if pending.level == tile.level:
+            children = grid.children(pending)
+            queue.extend(children)
+            stats.oom_splits += 1
+            stats.planned += len(children) - 1
+        else:
+            queue.append(pending)
+
+
+def _forward_tiles(runnable: Runnable, grid: Grid, padded: torch.Tensor, batch: list[Tile], settings: _Settings,
+                   stats: _Stats) -> list[torch.Tensor]:
+    windows = []
+    for tile in batch:
+        (y0, y1), (x0, x1) = grid.rows.window(tile.level, tile.row), grid.cols.window(tile.level, tile.col)
+        windows.append(padded[..., y0:y1, x0:x1])
+    inputs = torch.cat(windows, 0)
+    outputs = _run_module(runnable.module, inputs, settings.dtype, settings.channels_last)
+    results = list(outputs.unbind(0))
+    if settings.dtype != torch.float32:
+        for i, (window, result) in enumerate(zip(inputs, results)):
+            if _reduced_precision_failed(window, result):
+                results[i] = _run_module(runnable.module, window[None], torch.float32, settings.channels_last)[0]
+                stats.fp32_reruns += 1
+    return [r[None] for r in results]
+
+
+def _run_module(module: nn.Module, inputs: torch.Tensor, dtype: torch.dtype, channels_last: bool) -> torch.Tensor:
+    if channels_last:
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode(), torch.autocast(inputs.device.type, dtype=dtype, enabled=dtype != torch.float32):
+        return module(inputs).float()
+
+
+def _reduced_precision_failed(window: torch.Tensor, result: torch.Tensor) -> bool:
+    """NaN or Inf anywhere, or black where the input is not (fp16 overflow shows up as both)."""
+    if not torch.isfinite(result).all():
+        return True
+    return bool(result.abs().amax() < 1.0 / 255 and window.amax() > 4.0 / 255)
+
+
+def _accumulate(grid: Grid, tile: Tile, result: torch.Tensor, output: torch.Tensor, scale: int) -> None:
+    """Adds the tile's kept region, weighted, into the output in place (weights of all tiles sum to one)."""
+    rows, cols = grid.rows, grid.cols
+    (ky0, ky1), (kx0, kx1) = rows.kept(tile.level, tile.row), cols.kept(tile.level, tile.col)
+    wy0, wx0 = rows.window(tile.level, tile.row)[0], cols.window(tile.level, tile.col)[0]
+    oy, ox = (ky0 + rows.pad_before - wy0) * scale, (kx0 + cols.pad_before - wx0) * scale
+    kept = result[..., oy : oy + (ky1 - ky0) * scale, ox : ox + (kx1 - kx0) * scale]
+    weight = rows.ramp(tile.level, tile.row, scale)[:, None] * cols.ramp(tile.level, tile.col, scale)[None, :]
+    target = output[..., ky0 * scale : ky1 * scale, kx0 * scale : kx1 * scale]
+    target.add_(kept.to(output.device, non_blocking=True) * weight.to(output.device))
