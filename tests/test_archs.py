@@ -68,3 +68,18 @@ def test_output_rescaled_gives_integer_scale() -> None:
     assert net(torch.rand(1, 3, 7, 9)).shape == (1, 3, 21, 27)
     with pytest.raises(ValueError, match="not an integer scale"):
         OutputRescaled(SRVGGNetCompact(num_feat=8, num_conv=1), 0.6)
+
+
+@pytest.mark.parametrize("scale,unshuffle", [(4, 1), (8, 1), (2, 2), (2, 1)])
+def test_rrdbnet_inference_in_strips_is_exact(monkeypatch: pytest.MonkeyPatch, scale: int, unshuffle: int) -> None:
+    """Inference computes the last stage in row strips to save memory; it must equal the one-piece pass."""
+    import realesr_core.archs.rrdbnet as rrdbnet
+
+    net = RRDBNet(scale=scale, num_feat=8, num_block=1, num_grow_ch=4, unshuffle=unshuffle).eval()
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    x = torch.rand(2, 3, 34, 18)
+    one_piece = net(x).detach()  # grad mode: no strips
+    monkeypatch.setattr(rrdbnet, "STRIP_ELEMENTS", 8 * 2 * 2 * 18 * 5)  # strips of a few rows
+    with torch.no_grad():
+        assert torch.equal(net(x), one_piece)

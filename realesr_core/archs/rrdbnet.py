@@ -10,6 +10,7 @@ from torch import nn
 
 LEAKY_SLOPE = 0.2
 RESIDUAL_SCALE = 0.2
+STRIP_ELEMENTS = 1 << 24  # elements of one full-resolution feature strip in inference
 
 
 def _conv3x3(in_ch: int, out_ch: int) -> nn.Conv2d:
@@ -94,13 +95,51 @@ class RRDBNet(nn.Module):
             x = F.pixel_unshuffle(x, self.unshuffle)
         feat = self.conv_first(x)
         feat = feat + self.conv_body(self.body(feat))
-        for i in range(1, self.num_upsample + 1):
-            conv_up = getattr(self, f"conv_up{i}")
-            feat = F.leaky_relu(conv_up(F.interpolate(feat, scale_factor=2, mode="nearest")), LEAKY_SLOPE, inplace=True)
+        if self.num_upsample == 0:
+            return self._tail(feat)
+        for i in range(1, self.num_upsample):
+            feat = self._upsample(feat, i)
+        if torch.is_grad_enabled():
+            return self._tail(self._upsample(feat, self.num_upsample))
+        return self._last_stage_in_strips(feat)
+
+    def _upsample(self, feat: torch.Tensor, stage: int) -> torch.Tensor:
+        conv_up = getattr(self, f"conv_up{stage}")
+        return F.leaky_relu(conv_up(F.interpolate(feat, scale_factor=2, mode="nearest")), LEAKY_SLOPE, inplace=True)
+
+    def _tail(self, feat: torch.Tensor) -> torch.Tensor:
         return self.conv_last(F.leaky_relu(self.conv_hr(feat), LEAKY_SLOPE, inplace=True))
 
+    def _last_stage_in_strips(self, feat: torch.Tensor) -> torch.Tensor:
+        """The last upsample, conv_hr and conv_last, computed in horizontal strips of the output.
+
+        At full output resolution these hold num_feat channels per output pixel, most of a forward pass's
+        memory. The three 3x3 convs see 3 rows either side, so each strip is computed with a 3-row halo (clipped
+        at the real border, where zero padding is what the whole-image pass uses too) and cropped: the result is
+        identical to the unsplit pass, at a fraction of the peak memory.
+        """
+        batch, channels, height, width = feat.shape
+        out_height, halo = 2 * height, 3
+        rows_per_strip = max(8, STRIP_ELEMENTS // max(1, batch * channels * 2 * width))
+        strips = []
+        for top in range(0, out_height, rows_per_strip):
+            bottom = min(top + rows_per_strip, out_height)
+            lo, hi = max(top - halo, 0), min(bottom + halo, out_height)
+            source = feat[..., lo // 2 : (hi + 1) // 2, :]
+            upsampled = F.interpolate(source, scale_factor=2, mode="nearest")[..., lo % 2 : lo % 2 + hi - lo, :]
+            stage = F.leaky_relu(self.conv_up_last(upsampled), LEAKY_SLOPE, inplace=True)
+            strips.append(self._tail(stage)[..., top - lo : bottom - lo, :])
+        return torch.cat(strips, dim=2)
+
+    @property
+    def conv_up_last(self) -> nn.Conv2d:
+        return getattr(self, f"conv_up{self.num_upsample}")
+
     def peak_elements_per_pixel(self) -> float:
-        """Activation elements alive at the peak of a forward pass, per input pixel (sizes the tiles)."""
+        """Activation elements alive at the peak of an inference pass, per input pixel (sizes the tiles): the
+        dense blocks in LR space, or the second-to-last upsample level, plus the output."""
         num_feat = self.conv_first.out_channels
         dense = self.body[0].rdb1.conv5.in_channels if len(self.body) else num_feat
-        return (2 * dense + 3 * num_feat) / self.unshuffle**2 + 3 * num_feat * self.scale**2
+        trunk = (2 * dense + 3 * num_feat) / self.unshuffle**2
+        before_last = 3 * num_feat * (self.scale / 2) ** 2 if self.num_upsample else 0
+        return max(trunk, before_last) + 2 * self.num_out_ch * self.scale**2
