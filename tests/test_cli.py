@@ -76,3 +76,25 @@ def test_one_bad_file_does_not_stop_the_others(tmp_path: Path, capsys: pytest.Ca
                  "-m", "realesr-animevideov3"]) == 1
     assert (tmp_path / "b_good_x4.png").exists()
     assert "a_bad.png" in capsys.readouterr().err
+
+
+def test_degrade_writes_pairs_and_replayable_parameters(tmp_path: Path) -> None:
+    import json
+
+    import torch
+
+    from realesr_core.degradation import apply_parameters
+    from realesr_core.image_io import read_image
+
+    source = tmp_path / "clean"
+    source.mkdir()
+    Image.fromarray(photo(64)).save(source / "a.png")
+    Image.fromarray(photo(48, "coffee", 0, 0)).save(source / "b.png")
+    out = tmp_path / "pairs"
+    assert main(["degrade", str(source), str(out), "--seed", "3", "--scale", "2", "--pairs"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a.json", "a_gt.png", "a_lq.png", "b.json", "b_gt.png", "b_lq.png"]
+    assert Image.open(out / "a_lq.png").size == (32, 32)
+    record = json.loads((out / "a.json").read_text())
+    replayed = apply_parameters(read_image(source / "a.png").tensor, [record["params"]]).degraded
+    assert torch.equal(torch.round(replayed * 255), torch.round(read_image(out / "a_lq.png").tensor * 255))
+    assert main(["degrade", str(source), str(tmp_path / "x"), "--preset", "bicubic_x4"]) == 0

@@ -1,0 +1,36 @@
+"""Real-ESRGAN's degradation model: kernels, batched operations, JPEG, and the second-order pipeline."""
+
+from .jpeg import diff_jpeg, pillow_jpeg
+from .kernels import KERNEL_TYPES, build_kernel
+from .ops import filter2d, gaussian_noise, poisson_noise, quantise, resize, usm_sharpen
+from .pipeline import (
+    PRESETS,
+    Degraded,
+    DegradationConfig,
+    apply_parameters,
+    degrade,
+    get_preset,
+    sample_kernel,
+    sample_parameters,
+)
+
+__all__ = [
+    "KERNEL_TYPES",
+    "PRESETS",
+    "Degraded",
+    "DegradationConfig",
+    "apply_parameters",
+    "build_kernel",
+    "degrade",
+    "diff_jpeg",
+    "filter2d",
+    "gaussian_noise",
+    "get_preset",
+    "pillow_jpeg",
+    "poisson_noise",
+    "quantise",
+    "resize",
+    "sample_kernel",
+    "sample_parameters",
+    "usm_sharpen",
+]

@@ -1,0 +1,94 @@
+"""Degradation operations on image batches `[B, C, H, W]` in 0..1, on any device, with per-image parameters."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ..padding import pad_reflect
+
+RESIZE_MODES = ("area", "bilinear", "bicubic")
+GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # the grayscale conversion of Real-ESRGAN's Poisson noise
+
+
+def filter2d(images: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+    """Correlates each image with its own kernel ([k, k] for all, or [B, k, k]), reflect-padded: one grouped conv."""
+    batch, channels, height, width = images.shape
+    if kernels.dim() == 2:
+        kernels = kernels.expand(batch, -1, -1)
+    size = kernels.shape[-1]
+    padded = pad_reflect(images, size // 2, size // 2, size // 2, size // 2)
+    weight = kernels.to(images).repeat_interleave(channels, 0)[:, None]
+    out = F.conv2d(padded.reshape(1, batch * channels, *padded.shape[-2:]), weight, groups=batch * channels)
+    return out.view(batch, channels, height, width)
+
+
+def resize(images: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
+    """Plain torch resize (no antialiasing), as Real-ESRGAN's pipeline uses."""
+    if mode not in RESIZE_MODES:
+        raise ValueError(f"resize mode must be one of {RESIZE_MODES}, got {mode!r}")
+    size = (max(1, int(size[0])), max(1, int(size[1])))
+    if tuple(images.shape[-2:]) == size:
+        return images
+    align = {} if mode == "area" else {"align_corners": False}
+    return F.interpolate(images, size=size, mode=mode, **align)
+
+
+def gaussian_noise(images: torch.Tensor, sigma: Sequence[float] | torch.Tensor, gray: Sequence[bool] | torch.Tensor,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """Adds N(0, sigma/255) noise per image, the same in every channel where `gray`. Drawn on the CPU from
+    `generator`, so a seed reproduces the noise on any device."""
+    batch, channels, height, width = images.shape
+    sigma = torch.as_tensor(sigma, dtype=torch.float32).view(batch, 1, 1, 1) / 255.0
+    gray = torch.as_tensor(gray, dtype=torch.float32).view(batch, 1, 1, 1)
+    colour_noise = torch.randn(batch, channels, height, width, generator=generator)
+    gray_noise = torch.randn(batch, 1, height, width, generator=generator)
+    noise = (colour_noise * (1 - gray) + gray_noise * gray) * sigma
+    return (images + noise.to(images)).clamp(0, 1)
+
+
+def poisson_noise(images: torch.Tensor, scale: Sequence[float] | torch.Tensor, gray: Sequence[bool] | torch.Tensor,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """Shot noise as Real-ESRGAN models it: Poisson(q * v) / v - q on the 8-bit image q, with v the power of two
+    above the number of distinct levels, times `scale`; on luminance where `gray`."""
+    batch = images.shape[0]
+    scale = torch.as_tensor(scale, dtype=torch.float32).view(batch, 1, 1, 1)
+    gray = torch.as_tensor(gray, dtype=torch.bool).view(batch)
+    cpu = images.detach().float().cpu()
+    noise = torch.zeros_like(cpu)
+    for i in range(batch):
+        source = luminance(cpu[i : i + 1]) if gray[i] and cpu.shape[1] == 3 else cpu[i : i + 1]
+        quantised = torch.round(source.clamp(0, 1) * 255) / 255
+        levels = 2 ** math.ceil(math.log2(max(len(torch.unique(quantised)), 1)))
+        sample = torch.poisson(quantised * levels, generator=generator) / levels - quantised
+        noise[i : i + 1] = sample.expand_as(cpu[i : i + 1])
+    return (images + (noise * scale).to(images)).clamp(0, 1)
+
+
+def luminance(images: torch.Tensor) -> torch.Tensor:
+    weights = torch.tensor(GRAY_WEIGHTS, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+    return (images * weights).sum(1, keepdim=True)
+
+
+def usm_sharpen(images: torch.Tensor, radius: int = 50, weight: float = 0.5, threshold: float = 10) -> torch.Tensor:
+    """Real-ESRGAN's unsharp mask: sharpen where the detail exceeds `threshold` (8-bit levels), softly masked."""
+    if radius % 2 == 0:
+        radius += 1
+    sigma = 0.3 * ((radius - 1) * 0.5 - 1) + 0.8  # OpenCV's default sigma for this size
+    axis = torch.arange(radius, dtype=torch.float64) - (radius - 1) / 2
+    gauss = torch.exp(-(axis**2) / (2 * sigma**2))
+    gauss = gauss / gauss.sum()
+    kernel = (gauss[:, None] * gauss[None, :]).float()
+    blurred = filter2d(images, kernel)
+    residual = images - blurred
+    mask = (residual.abs() * 255 > threshold).to(images.dtype)
+    soft = filter2d(mask, kernel)
+    sharp = (images + weight * residual).clamp(0, 1)
+    return soft * sharp + (1 - soft) * images
+
+
+def quantise(images: torch.Tensor) -> torch.Tensor:
+    return torch.round(images.clamp(0, 1) * 255) / 255
