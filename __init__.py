@@ -1,5 +1,14 @@
-"""ComfyUI entry point for the realesr node pack. Imports nothing heavy: the nodes import torch lazily."""
+"""ComfyUI entry point for the realesr node pack. Imports nothing heavy: torch comes with the node modules."""
 
-from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+import os
+import sys
+
+# ComfyUI imports this folder as a package under a path-derived name; the library beside it is imported by its
+# own name, so make it importable when the pack was cloned into custom_nodes rather than pip-installed.
+_PACK_DIR = os.path.dirname(os.path.abspath(__file__))
+if _PACK_DIR not in sys.path:
+    sys.path.append(_PACK_DIR)
+
+from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS  # noqa: E402
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]

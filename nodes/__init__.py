@@ -1,4 +1,21 @@
-"""ComfyUI node adapters over realesr_core (the nodes themselves come with the nodes issue)."""
+"""ComfyUI node adapters over realesr_core; every id is prefixed so nothing clashes with built-ins or other packs."""
 
-NODE_CLASS_MAPPINGS: dict[str, type] = {}
-NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {}
+from .degradation import JPEG, Blur, Degrade, Noise, Resize, SincFilter, USMSharpen
+from .upscale import LoadModel, ModelBlend, SaveModel, Upscale
+
+_NODES = {
+    "RealESR_LoadModel": (LoadModel, "Load Upscale Model (realesr)"),
+    "RealESR_Upscale": (Upscale, "Upscale Image (realesr, seamless tiles)"),
+    "RealESR_ModelBlend": (ModelBlend, "Blend Upscale Models (realesr DNI)"),
+    "RealESR_SaveModel": (SaveModel, "Save Upscale Model (realesr)"),
+    "RealESR_Degrade": (Degrade, "Real-ESRGAN Degradation (realesr)"),
+    "RealESR_Blur": (Blur, "Degrade: Blur (realesr)"),
+    "RealESR_Noise": (Noise, "Degrade: Noise (realesr)"),
+    "RealESR_JPEG": (JPEG, "Degrade: JPEG (realesr)"),
+    "RealESR_Resize": (Resize, "Degrade: Resize (realesr)"),
+    "RealESR_SincFilter": (SincFilter, "Degrade: Sinc Filter (realesr)"),
+    "RealESR_USMSharpen": (USMSharpen, "USM Sharpen (realesr)"),
+}
+
+NODE_CLASS_MAPPINGS = {node_id: cls for node_id, (cls, _) in _NODES.items()}
+NODE_DISPLAY_NAME_MAPPINGS = {node_id: name for node_id, (_, name) in _NODES.items()}

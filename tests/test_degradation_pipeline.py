@@ -124,3 +124,10 @@ def test_bad_input(photos: torch.Tensor) -> None:
         degrade(photos, "x9")
     with pytest.raises(RealESRError, match="another image size"):
         apply_parameters(photos[..., :50, :50], degrade(photos, seed=0).params)
+
+
+def test_override_values_are_checked() -> None:
+    for bad in ({"noise_range": "abc"}, {"noise_range": [1]}, {"jpeg_prob": "often"}, {"resize_modes": ["lanczos"]},
+                {"sharpen_input": 1}):
+        with pytest.raises(RealESRError, match="must look like"):
+            get_preset("realesrgan_x4", **bad)

@@ -10,6 +10,7 @@ from .pipeline import (
     apply_parameters,
     degrade,
     get_preset,
+    sample_blur_kernels,
     sample_kernel,
     sample_parameters,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "poisson_noise",
     "quantise",
     "resize",
+    "sample_blur_kernels",
     "sample_kernel",
     "sample_parameters",
     "usm_sharpen",

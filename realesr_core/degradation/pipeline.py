@@ -72,10 +72,28 @@ class DegradationConfig:
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise RealESRError(f"unknown degradation setting(s) {', '.join(unknown)}")
-        return replace(self, **{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()})
+        return replace(self, **{k: _checked(k, v, getattr(self, k)) for k, v in overrides.items()})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _checked(name: str, value: Any, default: Any) -> Any:
+    """An override must have the shape of the default it replaces."""
+    def number(x: Any) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, (int, float)):
+        ok = number(value)
+    elif name.endswith("resize_modes"):
+        ok = isinstance(value, (list, tuple)) and value and all(v in ops.RESIZE_MODES for v in value)
+    else:
+        ok = isinstance(value, (list, tuple)) and len(value) == len(default) and all(number(v) for v in value)
+    if not ok:
+        raise RealESRError(f"degradation setting {name} must look like {list(default) if isinstance(default, tuple) else default!r}, got {value!r}")
+    return tuple(value) if isinstance(value, list) else value
 
 
 OFFICIAL_X4 = DegradationConfig()
@@ -147,6 +165,13 @@ def sample_kernel(draw: _Draw, kernel_prob: tuple[float, ...], sinc_prob: float,
         low, high = betag if kind.startswith("generalized") else betap
         params["beta"] = draw.uniform(low, 1.0) if draw.chance(0.5) else draw.uniform(1.0, high)
     return params
+
+
+def sample_blur_kernels(config: DegradationConfig, count: int, seed: int) -> list[Params]:
+    """First-stage blur kernels as the pipeline draws them, one per image."""
+    draw = _Draw(torch.Generator().manual_seed(int(seed) % 2**63))
+    return [sample_kernel(draw, config.kernel_prob, config.sinc_prob, config.blur_sigma, config.betag_range,
+                          config.betap_range) for _ in range(count)]
 
 
 def _sample_resize(draw: _Draw, probs: tuple[float, float, float], span: tuple[float, float],

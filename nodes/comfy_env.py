@@ -1,0 +1,68 @@
+"""The parts of ComfyUI the nodes use, imported lazily so the nodes also import and run without ComfyUI.
+
+Without ComfyUI (tests, plain Python) computation happens on the CPU, there is no model folder and no progress bar.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import torch
+
+UPSCALE_FOLDER = "upscale_models"
+
+
+def _optional(module: str) -> Any | None:
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        return None
+
+
+def torch_device() -> torch.device:
+    mm = _optional("comfy.model_management")
+    return mm.get_torch_device() if mm else torch.device("cpu")
+
+
+def intermediate_device() -> torch.device:
+    mm = _optional("comfy.model_management")
+    return mm.intermediate_device() if mm else torch.device("cpu")
+
+
+def offload_device() -> torch.device:
+    mm = _optional("comfy.model_management")
+    return mm.unet_offload_device() if mm else torch.device("cpu")
+
+
+def free_memory(bytes_needed: int, device: torch.device) -> None:
+    """Asks ComfyUI to unload other models until `bytes_needed` are free on `device`."""
+    mm = _optional("comfy.model_management")
+    if mm is not None:
+        mm.free_memory(bytes_needed, device)
+
+
+def progress_bar(total: int) -> Any | None:
+    """ComfyUI's progress bar; its hook raises when the user presses Cancel, which stops the node between tiles."""
+    utils = _optional("comfy.utils")
+    return utils.ProgressBar(total) if utils else None
+
+
+def model_files() -> list[str]:
+    folder_paths = _optional("folder_paths")
+    return list(folder_paths.get_filename_list(UPSCALE_FOLDER)) if folder_paths else []
+
+
+def model_file_path(name: str) -> Path:
+    folder_paths = _optional("folder_paths")
+    if folder_paths is None:
+        raise FileNotFoundError(f"no ComfyUI model folder to find {name!r} in")
+    return Path(folder_paths.get_full_path_or_raise(UPSCALE_FOLDER, name))
+
+
+def model_save_folder() -> Path:
+    folder_paths = _optional("folder_paths")
+    if folder_paths is None:
+        return Path.cwd() / "models" / UPSCALE_FOLDER
+    return Path(folder_paths.get_folder_paths(UPSCALE_FOLDER)[0])

@@ -1,0 +1,199 @@
+"""Upscaling nodes: load, upscale, blend (DNI), save."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import torch
+
+from realesr_core import PRETRAINED, interpolate_models, load_model, save_model
+from realesr_core.engine import DEFAULT_OVERLAP, PRECISIONS, upscale
+
+from . import comfy_env
+from .upscale_model import as_descriptor, unwrap, wrap
+
+SIZE_MODES = ["model scale", "factor", "width", "height", "longest side"]
+PRECISION_CHOICES = ["auto", *PRECISIONS]
+ALPHA_CHOICES = ["model", "resize"]
+
+
+def _bchw(image: torch.Tensor) -> torch.Tensor:
+    return image.movedim(-1, 1)
+
+
+def _bhwc(image: torch.Tensor) -> torch.Tensor:
+    return image.movedim(1, -1)
+
+
+class LoadModel:
+    DESCRIPTION = ("Loads an upscale model: any file in models/upscale_models (ESRGAN, Real-ESRGAN, BSRGAN, RealSR, "
+                   "Compact; .safetensors or .pth) or a bundled official Real-ESRGAN model. The output works with "
+                   "ComfyUI's own 'Upscale Image (using Model)' too.")
+    CATEGORY = "loaders"
+    FUNCTION = "load"
+    RETURN_TYPES = ("UPSCALE_MODEL",)
+    OUTPUT_TOOLTIPS = ("The model, as a spandrel ImageModelDescriptor.",)
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        names = list(PRETRAINED) + comfy_env.model_files()
+        return {"required": {"model_name": (names, {"default": names[0], "tooltip": (
+            "A bundled model (converted once from the official weights) or a file from models/upscale_models.")})}}
+
+    def load(self, model_name: str) -> tuple[Any]:
+        source = model_name if model_name in PRETRAINED else comfy_env.model_file_path(model_name)
+        return (wrap(load_model(source)),)
+
+
+class Upscale:
+    DESCRIPTION = ("Upscales images with any upscale model (ours or ComfyUI's loader) in seamless tiles: context "
+                   "around every tile and cross-faded seams, tile size from free memory, out-of-memory tiles split "
+                   "and re-run, reduced precision with an automatic fp32 re-run of bad tiles. The optional mask is "
+                   "used as transparency (1 = transparent) and comes back upscaled.")
+    CATEGORY = "image/upscaling"
+    FUNCTION = "upscale"
+    RETURN_TYPES = ("IMAGE", "MASK")
+    RETURN_NAMES = ("image", "mask")
+    OUTPUT_TOOLTIPS = ("The upscaled images.", "The upscaled mask (1 = transparent); zeros when no mask was given.")
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {
+            "required": {
+                "upscale_model": ("UPSCALE_MODEL", {"tooltip": "From our loader or ComfyUI's Load Upscale Model."}),
+                "image": ("IMAGE", {"tooltip": "The images to upscale."}),
+                "size_mode": (SIZE_MODES, {"default": "model scale", "tooltip": (
+                    "model scale: the model's own factor. factor: any factor (above the model's scale uses repeated "
+                    "passes). width / height / longest side: that many pixels, aspect ratio kept.")}),
+                "factor": ("FLOAT", {"default": 2.0, "min": 0.05, "max": 16.0, "step": 0.05,
+                                     "tooltip": "Output scale when size_mode is 'factor'."}),
+                "size": ("INT", {"default": 1920, "min": 8, "max": 16384, "step": 8,
+                                 "tooltip": "Output width, height or longest side in pixels, per size_mode."}),
+                "tile": ("INT", {"default": 0, "min": 0, "max": 4096, "step": 8, "tooltip": (
+                    "Tile size in input pixels; 0 picks the largest that fits in free memory.")}),
+                "overlap": ("INT", {"default": DEFAULT_OVERLAP, "min": 0, "max": 256, "step": 4, "tooltip": (
+                    "Context pixels each tile sees beyond its own area; more means more seamless and slower.")}),
+                "precision": (PRECISION_CHOICES, {"default": "auto", "tooltip": (
+                    "auto: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32. Tiles that come out NaN or "
+                    "black in reduced precision are re-run in fp32.")}),
+                "alpha_mode": (ALPHA_CHOICES, {"default": "model", "tooltip": (
+                    "How transparency is upscaled: through the model as a gray image, or by a smooth resize.")}),
+            },
+            "optional": {
+                "mask": ("MASK", {"tooltip": "Transparency (1 = transparent), as LoadImage outputs it."}),
+            },
+        }
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, tile: int, overlap: int) -> bool | str:
+        if tile != 0 and tile < 32:
+            return f"tile must be 0 (auto) or at least 32 pixels, got {tile}"
+        if not 0 <= overlap <= 256:
+            return f"overlap must be within 0..256, got {overlap}"
+        return True
+
+    def upscale(self, upscale_model: Any, image: torch.Tensor, size_mode: str, factor: float, size: int, tile: int,
+                overlap: int, precision: str, alpha_mode: str, mask: torch.Tensor | None = None) -> tuple:
+        model = unwrap(upscale_model)
+        device = comfy_env.torch_device()
+        colour = _bchw(image)
+        alpha = _alpha_from_mask(mask, colour)
+        if alpha is not None:
+            colour = torch.cat([colour, alpha], 1)
+        module = getattr(model, "module", None) or upscale_model.model
+        weights = sum(p.numel() * p.element_size() for p in module.parameters())
+        comfy_env.free_memory(weights + 512 * 512 * 4 * 64 * 16, device)
+        bar = comfy_env.progress_bar(1)
+        progress = (lambda done, total: bar.update_absolute(done, total)) if bar is not None else None
+        try:
+            result = upscale(model, colour, tile=tile, overlap=overlap, precision=precision, alpha=alpha_mode,
+                             device=device, output_device=comfy_env.intermediate_device(), progress=progress,
+                             **_size_options(size_mode, factor, size, colour.shape[-2:]))
+        finally:
+            module.to(comfy_env.offload_device())
+        out = result.image
+        if alpha is not None:
+            return _bhwc(out[:, :3]).contiguous(), 1.0 - out[:, 3]
+        return _bhwc(out).contiguous(), torch.zeros(out.shape[0], *out.shape[-2:], device=out.device)
+
+
+def _alpha_from_mask(mask: torch.Tensor | None, image: torch.Tensor) -> torch.Tensor | None:
+    """ComfyUI's masks are 1 = transparent; LoadImage gives a 64x64 zero mask for images without alpha."""
+    if mask is None:
+        return None
+    mask = mask if mask.dim() == 3 else mask[None]
+    if tuple(mask.shape[-2:]) != tuple(image.shape[-2:]):
+        if not mask.any():
+            return None
+        mask = torch.nn.functional.interpolate(mask[:, None], size=image.shape[-2:], mode="bilinear")[:, 0]
+    alpha = (1.0 - mask.to(image)).clamp(0, 1)[:, None]
+    if alpha.shape[0] != image.shape[0]:
+        alpha = alpha[:1].expand(image.shape[0], -1, -1, -1)
+    return alpha
+
+
+def _size_options(size_mode: str, factor: float, size: int, hw: torch.Size) -> dict:
+    height, width = int(hw[0]), int(hw[1])
+    if size_mode == "factor":
+        return {"outscale": factor}
+    if size_mode == "width" or (size_mode == "longest side" and width >= height):
+        return {"width": size}
+    if size_mode in ("height", "longest side"):
+        return {"height": size}
+    return {}
+
+
+class ModelBlend:
+    DESCRIPTION = ("Deep network interpolation: blends the weights of two models of the same architecture, "
+                   "weight x A + (1 - weight) x B. With realesr-general-x4v3 and its -wdn sibling this is "
+                   "Real-ESRGAN's denoise-strength control.")
+    CATEGORY = "loaders"
+    FUNCTION = "blend"
+    RETURN_TYPES = ("UPSCALE_MODEL",)
+    OUTPUT_TOOLTIPS = ("The blended model.",)
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {"required": {
+            "model_a": ("UPSCALE_MODEL", {"tooltip": "Taken with `weight` (e.g. the strong-denoise model)."}),
+            "model_b": ("UPSCALE_MODEL", {"tooltip": "Taken with 1 - `weight`; same architecture as model_a."}),
+            "weight": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.01,
+                                 "tooltip": "1 gives model_a, 0 gives model_b."}),
+        }}
+
+    def blend(self, model_a: Any, model_b: Any, weight: float) -> tuple[Any]:
+        return (wrap(interpolate_models(as_descriptor(model_a), as_descriptor(model_b), weight)),)
+
+
+class SaveModel:
+    DESCRIPTION = ("Saves an upscale model as canonical safetensors (architecture in the metadata) into "
+                   "models/upscale_models, where every loader finds it. Never overwrites: a number is added.")
+    CATEGORY = "loaders"
+    FUNCTION = "save"
+    RETURN_TYPES = ()
+    OUTPUT_NODE = True
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {"required": {
+            "upscale_model": ("UPSCALE_MODEL", {"tooltip": "A Real-ESRGAN / ESRGAN / Compact model to save."}),
+            "filename": ("STRING", {"default": "realesr_model", "tooltip": (
+                "File name inside models/upscale_models, without extension; subfolders with '/'.")}),
+        }}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, filename: str) -> bool | str:
+        if not filename.strip() or ".." in filename or filename.startswith(("/", "\\")) or re.search(r'[<>:"|?*]', filename):
+            return f"filename {filename!r} must be a relative name inside models/upscale_models"
+        return True
+
+    def save(self, upscale_model: Any, filename: str) -> dict:
+        folder = comfy_env.model_save_folder()
+        target = folder / f"{filename.strip()}.safetensors"
+        counter = 1
+        while target.exists():
+            target = folder / f"{filename.strip()}_{counter:03d}.safetensors"
+            counter += 1
+        path = save_model(as_descriptor(upscale_model), target)
+        return {"ui": {"text": [str(path)]}}

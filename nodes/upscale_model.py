@@ -1,0 +1,96 @@
+"""The UPSCALE_MODEL value our loader outputs: a real `spandrel.ImageModelDescriptor` wrapping our network
+(spandrel ships with ComfyUI), so ComfyUI's own "Upscale Image (using Model)" and other packs accept it; the same
+duck-typed interface when spandrel is missing."""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+import torch
+
+from realesr_core import ModelDescriptor, load_model
+
+# Our descriptor behind each wrapped network, so blend/save/upscale get the full facts back.
+_DESCRIPTORS: "weakref.WeakKeyDictionary[torch.nn.Module, ModelDescriptor]" = weakref.WeakKeyDictionary()
+
+
+class DuckUpscaleModel:
+    """What ComfyUI's upscale code uses of a spandrel descriptor: .model, .scale, .to(), a clamped call."""
+
+    def __init__(self, descriptor: ModelDescriptor) -> None:
+        self.model = descriptor.module
+        self.scale = descriptor.scale
+        self.input_channels = descriptor.in_channels
+        self.output_channels = descriptor.out_channels
+        self.supports_half = descriptor.supports_fp16
+        self.supports_bfloat16 = descriptor.supports_bf16
+        self.size_requirements = type("SizeRequirements", (), {"multiple_of": descriptor.size_multiple, "minimum": 0})()
+        self.purpose = "SR" if descriptor.scale > 1 else "Restoration"
+
+    def to(self, device: Any) -> "DuckUpscaleModel":
+        self.model.to(device)
+        return self
+
+    @torch.inference_mode()
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        from realesr_core.engine import upscale
+
+        return upscale(_DESCRIPTORS[self.model], image, tile=10**6, device=image.device,
+                       output_device=image.device, precision="fp32").image
+
+
+def wrap(descriptor: ModelDescriptor) -> Any:
+    """The UPSCALE_MODEL for one of our models."""
+    _DESCRIPTORS[descriptor.module] = descriptor
+    try:
+        import spandrel
+    except ImportError:
+        return DuckUpscaleModel(descriptor)
+    return spandrel.ImageModelDescriptor(
+        descriptor.module,
+        descriptor.state_dict(),
+        _architecture(spandrel, descriptor.architecture),
+        purpose="SR" if descriptor.scale > 1 else "Restoration",
+        tags=list(descriptor.tags),
+        supports_half=descriptor.supports_fp16,
+        supports_bfloat16=descriptor.supports_bf16,
+        scale=descriptor.scale,
+        input_channels=descriptor.in_channels,
+        output_channels=descriptor.out_channels,
+        size_requirements=spandrel.SizeRequirements(multiple_of=descriptor.size_multiple),
+    )
+
+
+def _architecture(spandrel: Any, name: str) -> Any:
+    class RealesrArchitecture(spandrel.Architecture):
+        """Metadata for spandrel; loading goes through realesr_core.load_model."""
+
+        def __init__(self) -> None:
+            super().__init__(id=f"realesr.{name}", name=f"{name} (realesr)", detect=lambda state_dict: False)
+
+        def load(self, state_dict: Any) -> Any:
+            return wrap(load_model(state_dict))
+
+    return RealesrArchitecture()
+
+
+def unwrap(upscale_model: Any) -> ModelDescriptor | Any:
+    """Our descriptor when the model is ours; otherwise the object itself (a spandrel descriptor the engine reads)."""
+    if isinstance(upscale_model, ModelDescriptor):
+        return upscale_model
+    module = getattr(upscale_model, "model", None)
+    if isinstance(module, torch.nn.Module) and module in _DESCRIPTORS:
+        return _DESCRIPTORS[module]
+    return upscale_model
+
+
+def as_descriptor(upscale_model: Any) -> ModelDescriptor:
+    """Our descriptor for any UPSCALE_MODEL: ComfyUI's own loader's Real-ESRGAN models are converted by state dict."""
+    found = unwrap(upscale_model)
+    if isinstance(found, ModelDescriptor):
+        return found
+    module = getattr(upscale_model, "model", None)
+    if not isinstance(module, torch.nn.Module):
+        raise ValueError(f"not an upscale model: {type(upscale_model).__name__}")
+    return load_model({k: v.detach().float().cpu() for k, v in module.state_dict().items()})
