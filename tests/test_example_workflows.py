@@ -1,0 +1,167 @@
+"""The example workflows: valid UI JSON, known node types, widgets that match our INPUT_TYPES, typed links, and
+(for those without a checkpoint) a real run of the API-format prompt through our nodes and stand-ins."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nodes import NODE_CLASS_MAPPINGS
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+from workflow_format import BUILTINS, CONTROL, UPLOAD, signature, to_api  # noqa: E402
+
+from conftest import photo  # noqa: E402
+
+WORKFLOWS = sorted((ROOT / "example_workflows").glob("*.json"))
+
+
+def load(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def test_there_are_seven_with_thumbnails() -> None:
+    assert len(WORKFLOWS) == 7
+    for path in WORKFLOWS:
+        thumbnail = path.with_suffix(".jpg")
+        assert thumbnail.exists(), f"{path.name} has no thumbnail"
+        assert Image.open(thumbnail).format == "JPEG"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
+def test_ui_format(path: Path) -> None:
+    workflow = load(path)
+    assert workflow["version"] == 0.4
+    ids = [n["id"] for n in workflow["nodes"]]
+    assert len(set(ids)) == len(ids) and workflow["last_node_id"] == max(ids)
+    assert workflow["last_link_id"] == max((l[0] for l in workflow["links"]), default=0)
+    nodes = {n["id"]: n for n in workflow["nodes"]}
+    for link_id, source, source_slot, target, target_slot, kind in workflow["links"]:
+        output = nodes[source]["outputs"][source_slot]
+        target_input = nodes[target]["inputs"][target_slot]
+        assert output["type"] == target_input["type"] == kind, f"link {link_id} joins mismatched types"
+        assert link_id in output["links"] and target_input["link"] == link_id
+    for node in workflow["nodes"]:
+        assert node["type"] in NODE_CLASS_MAPPINGS or node["type"] in BUILTINS, f"unknown node type {node['type']}"
+        sig = signature(node["type"])
+        assert [i["name"] for i in node["inputs"]] == [name for name, _ in sig["inputs"]]
+        assert [(o["name"], o["type"]) for o in node["outputs"]] == [tuple(o) for o in sig["outputs"]]
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
+def test_our_widgets_match_input_types(path: Path) -> None:
+    for node in load(path)["nodes"]:
+        if node["type"] not in NODE_CLASS_MAPPINGS:
+            assert len(node["widgets_values"]) == len(BUILTINS[node["type"]]["widgets"])
+            continue
+        sig = signature(node["type"])
+        values = node["widgets_values"]
+        assert len(values) == len(sig["widgets"]), node["type"]
+        for name, value in zip(sig["widgets"], values):
+            if name == CONTROL:
+                assert value in ("fixed", "increment", "decrement", "randomize")
+                continue
+            kind, options = sig["widget_specs"][name]
+            if isinstance(kind, list):
+                assert value in kind, f"{node['type']}.{name}: {value!r} is not a choice"
+            else:
+                expected = {"INT": int, "FLOAT": (int, float), "STRING": str, "BOOLEAN": bool}[kind]
+                assert isinstance(value, expected) and not (kind != "BOOLEAN" and isinstance(value, bool))
+                if kind in ("INT", "FLOAT"):
+                    assert options.get("min", -np.inf) <= value <= options.get("max", np.inf)
+        if hasattr(NODE_CLASS_MAPPINGS[node["type"]], "VALIDATE_INPUTS"):
+            cls = NODE_CLASS_MAPPINGS[node["type"]]
+            named = dict(zip(sig["widgets"], values))
+            wanted = cls.VALIDATE_INPUTS.__code__.co_varnames[1 : cls.VALIDATE_INPUTS.__code__.co_argcount]
+            assert cls.VALIDATE_INPUTS(**{k: named[k] for k in wanted if k in named}) is True
+
+
+# ------------------------------------------------------------------------------------------- running the prompts
+
+
+class StandIns:
+    """LoadImage / SaveImage / PreviewImage and ComfyUI's own upscale loader and node, minimal but real."""
+
+    saved: list[torch.Tensor] = []
+
+    @staticmethod
+    def LoadImage(image: str):
+        array = photo(64, "astronaut", 100, 180)
+        tensor = torch.from_numpy(array).float()[None] / 255
+        return tensor, torch.zeros(64, 64)
+
+    @classmethod
+    def SaveImage(cls, images, filename_prefix="ComfyUI"):
+        cls.saved.append(images)
+        return ()
+
+    PreviewImage = SaveImage
+
+    @staticmethod
+    def UpscaleModelLoader(model_name: str):
+        spandrel = pytest.importorskip("spandrel")
+        from realesr_core import load_model
+
+        return (spandrel.ModelLoader().load_from_state_dict(load_model(model_name.removesuffix(".safetensors"))
+                                                            .state_dict()).eval(),)
+
+    @staticmethod
+    def ImageUpscaleWithModel(upscale_model, image):
+        with torch.inference_mode():
+            return (upscale_model(image.movedim(-1, 1)).clamp(0, 1).movedim(1, -1),)
+
+
+def execute(prompt: dict) -> None:
+    results: dict[str, tuple] = {}
+
+    def run(node_id: str) -> tuple:
+        if node_id not in results:
+            node = prompt[node_id]
+            inputs = {k: run(v[0])[v[1]] if isinstance(v, list) else v for k, v in node["inputs"].items()}
+            cls = NODE_CLASS_MAPPINGS.get(node["class_type"])
+            if cls is None:
+                results[node_id] = getattr(StandIns, node["class_type"])(**inputs)
+            else:
+                out = getattr(cls(), cls.FUNCTION)(**inputs)
+                results[node_id] = out if isinstance(out, tuple) else ()
+        return results[node_id]
+
+    for node_id, node in prompt.items():
+        if node["class_type"] in ("SaveImage", "PreviewImage") or getattr(
+                NODE_CLASS_MAPPINGS.get(node["class_type"]), "OUTPUT_NODE", False):
+            run(node_id)
+
+
+EXPECTED = {  # output sizes for a 64x64 input (1000 wide takes two x4 passes, then a downscale)
+    "realesr_upscale_x4": [(256, 256)],
+    "realesr_upscale_exact_size": [(128, 128), (1000, 1000)],
+    "realesr_degradation_pair": [(64, 64), (64, 64)],
+    "realesr_degrade_for_realism": [(64, 64)],
+    "realesr_interop": [(256, 256), (256, 256)],
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_workflows_execute(name: str) -> None:
+    prompt = to_api(load(ROOT / "example_workflows" / f"{name}.json"))
+    assert all(UPLOAD not in n["inputs"] and CONTROL not in n["inputs"] for n in prompt.values())
+    StandIns.saved = []
+    execute(prompt)
+    sizes = sorted((int(img.shape[2]), int(img.shape[1])) for img in StandIns.saved)
+    assert sizes == sorted(EXPECTED[name])
+    for image in StandIns.saved:
+        assert torch.isfinite(image).all() and 0 <= image.min() and image.max() <= 1
+
+
+def test_generation_workflows_use_the_checkpoint_chain() -> None:
+    for name in ("realesr_txt2img_upscale", "realesr_hires_fix"):
+        prompt = to_api(load(ROOT / "example_workflows" / f"{name}.json"))
+        types = [n["class_type"] for n in prompt.values()]
+        assert "CheckpointLoaderSimple" in types and "RealESR_Upscale" in types and "Note" not in types
