@@ -22,7 +22,7 @@ from realesr_core.degradation import degrade  # noqa: E402
 def photos(batch: int, size: int = 400) -> torch.Tensor:
     from skimage import data
 
-    sources = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket()]
+    sources = [data.astronaut(), data.coffee(), data.rocket()]  # photos at least 400x400
     crops = []
     for i in range(batch):
         image = sources[i % len(sources)]

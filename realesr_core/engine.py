@@ -13,7 +13,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -61,34 +61,25 @@ class UpscaleResult:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
-class Runnable:
-    """What the engine needs of a model, whether ours or a spandrel descriptor from ComfyUI's own loader."""
-
-    module: nn.Module
-    scale: int
-    in_channels: int
-    out_channels: int
-    size_multiple: int
-    supports_fp16: bool
-    supports_bf16: bool
-
-    def peak_elements_per_pixel(self) -> float:
-        estimate = getattr(self.module, "peak_elements_per_pixel", None)
-        return float(estimate()) if callable(estimate) else 3 * 64 * self.scale**2 + 1024.0
-
-
-def as_runnable(model: Any) -> Runnable:
+def as_descriptor(model: Any) -> ModelDescriptor:
+    """Our descriptor as it is, or one describing a spandrel descriptor (e.g. from ComfyUI's own loader)."""
     if isinstance(model, ModelDescriptor):
-        return Runnable(model.module, model.scale, model.in_channels, model.out_channels, model.size_multiple,
-                        model.supports_fp16, model.supports_bf16)
-    if isinstance(getattr(model, "model", None), nn.Module) and hasattr(model, "scale"):  # spandrel descriptor
+        return model
+    if isinstance(getattr(model, "model", None), nn.Module) and hasattr(model, "scale"):
         requirements = getattr(model, "size_requirements", None)
         multiple = max(int(getattr(requirements, "multiple_of", 1) or 1), int(getattr(requirements, "minimum", 1) or 1))
-        return Runnable(model.model, int(model.scale), int(getattr(model, "input_channels", 3)),
-                        int(getattr(model, "output_channels", 3)), multiple,
-                        bool(getattr(model, "supports_half", False)), bool(getattr(model, "supports_bfloat16", False)))
+        architecture = getattr(getattr(model, "architecture", None), "name", type(model.model).__name__)
+        return ModelDescriptor(model.model, str(architecture), {}, int(model.scale),
+                               int(getattr(model, "input_channels", 3)), int(getattr(model, "output_channels", 3)),
+                               multiple, bool(getattr(model, "supports_half", False)),
+                               bool(getattr(model, "supports_bfloat16", False)), source="spandrel")
     raise RealESRError(f"cannot upscale with a {type(model).__name__}: expected a model from load_model or spandrel")
+
+
+def peak_elements_per_pixel(model: ModelDescriptor) -> float:
+    """Activation elements per input pixel at a forward pass's peak: the network's own estimate where it has one."""
+    estimate = getattr(model.module, "peak_elements_per_pixel", None)
+    return float(estimate()) if callable(estimate) else 3 * 64 * model.scale**2 + 1024.0
 
 
 @dataclass
@@ -136,22 +127,22 @@ def upscale(
     check_image(image)
     if alpha not in ch.ALPHA_MODES:
         raise ImageError(f"alpha mode must be one of {ch.ALPHA_MODES}, got {alpha!r}")
-    runnable = as_runnable(model)
-    settings = _settings(runnable, image, tile, overlap, blend, precision, tiles_per_forward, channels_last,
+    model = as_descriptor(model)
+    settings = _settings(model, image, tile, overlap, blend, precision, tiles_per_forward, channels_last,
                          device, output_device, progress, cancel)
     if compile:
-        runnable.module = _compiled(runnable.module)
-    target = _target_size(image.shape[-2:], runnable.scale, outscale, width, height)
-    passes = _passes_needed(image.shape[-2:], target, runnable.scale)
-    colour, alpha_channel = ch.split_alpha(image.float(), runnable.in_channels)
+        model = replace(model, module=_compiled(model.module))
+    target = _target_size(image.shape[-2:], model.scale, outscale, width, height)
+    passes = _passes_needed(image.shape[-2:], target, model.scale)
+    colour, alpha_channel = ch.split_alpha(image.float(), model.in_channels)
     if alpha_channel is not None:
         colour = ch.premultiply(colour, alpha_channel)
     alpha_through_model = alpha_channel is not None and alpha == "model"
-    stats = _Stats(planned=_planned_tiles(image.shape, runnable, settings, passes) * (1 + alpha_through_model))
-    result = _through_model(runnable, colour, passes, settings, stats)
+    stats = _Stats(planned=_planned_tiles(image.shape, model, settings, passes) * (1 + alpha_through_model))
+    result = _through_model(model, colour, passes, settings, stats)
     if alpha_channel is not None:
         if alpha_through_model:
-            alpha_out = _through_model(runnable, alpha_channel, passes, settings, stats)
+            alpha_out = _through_model(model, alpha_channel, passes, settings, stats)
         else:
             alpha_out = F.interpolate(alpha_channel.to(settings.output_device), size=result.shape[-2:],
                                       mode="bicubic", align_corners=False)
@@ -188,18 +179,18 @@ def check_image(image: torch.Tensor) -> None:
         raise ImageError(f"expected 1 (gray), 2 (gray+alpha), 3 (RGB) or 4 (RGBA) channels, got {image.shape[1]}")
 
 
-def _settings(runnable: Runnable, image: torch.Tensor, tile: int, overlap: int, blend: int, precision: str,
+def _settings(model: ModelDescriptor, image: torch.Tensor, tile: int, overlap: int, blend: int, precision: str,
               tiles_per_forward: int, channels_last: bool, device: Any, output_device: Any,
               progress: ProgressCallback | None, cancel: Callable[[], bool] | None) -> _Settings:
-    parameter = next(runnable.module.parameters(), None)
+    parameter = next(model.module.parameters(), None)
     device = torch.device(device) if device is not None else (parameter.device if parameter is not None else image.device)
     if parameter is not None and parameter.device != device:
-        runnable.module.to(device)
+        model.module.to(device)
     if precision == "auto":
-        dtype = auto_dtype(device, runnable.supports_fp16, runnable.supports_bf16)
+        dtype = auto_dtype(device, model.supports_fp16, model.supports_bf16)
     elif precision in PRECISIONS:
         dtype = PRECISIONS[precision]
-        supported = {torch.float16: runnable.supports_fp16, torch.bfloat16: runnable.supports_bf16}
+        supported = {torch.float16: model.supports_fp16, torch.bfloat16: model.supports_bf16}
         if not supported.get(dtype, True):
             raise RealESRError(f"this model does not support {precision}")
     else:
@@ -207,9 +198,9 @@ def _settings(runnable: Runnable, image: torch.Tensor, tile: int, overlap: int, 
     if tile < 0 or overlap < 0 or blend < 0 or tiles_per_forward < 0:
         raise RealESRError("tile, overlap, blend and tiles_per_forward must not be negative")
     if channels_last:
-        runnable.module.to(memory_format=torch.channels_last)
+        model.module.to(memory_format=torch.channels_last)
     element = torch.finfo(dtype).bits // 8
-    window_bytes_per_pixel = runnable.peak_elements_per_pixel() * element + 64  # measured peaks: 0.7x of this
+    window_bytes_per_pixel = peak_elements_per_pixel(model) * element + 64  # measured peaks: 0.7x of this
     budget = memory_budget(device)
     if tile == 0:
         window_pixels = budget / window_bytes_per_pixel
@@ -279,39 +270,39 @@ class _Stats:
     max_core: int = 0
 
 
-def _planned_tiles(shape: torch.Size, runnable: Runnable, settings: _Settings, passes: int) -> int:
+def _planned_tiles(shape: torch.Size, model: ModelDescriptor, settings: _Settings, passes: int) -> int:
     batch, _, height, width = shape
     total = 0
     for _ in range(passes):
         grid, _pads = make_grid(height, width, settings.tile, settings.overlap, settings.blend, BORDER_CONTEXT,
-                                runnable.size_multiple)
+                                model.size_multiple)
         total += batch * len(grid.tiles(0))
-        height, width = height * runnable.scale, width * runnable.scale
+        height, width = height * model.scale, width * model.scale
     return total
 
 
-def _through_model(runnable: Runnable, image: torch.Tensor, passes: int, settings: _Settings,
+def _through_model(model: ModelDescriptor, image: torch.Tensor, passes: int, settings: _Settings,
                    stats: _Stats) -> torch.Tensor:
     out_channels = image.shape[1]
     for _ in range(passes):
-        output = _tiled(runnable, ch.to_model_channels(image, runnable.in_channels), settings, stats)
+        output = _tiled(model, ch.to_model_channels(image, model.in_channels), settings, stats)
         image = ch.from_model_channels(output, out_channels)
     return image
 
 
-def _tiled(runnable: Runnable, image: torch.Tensor, settings: _Settings, stats: _Stats) -> torch.Tensor:
+def _tiled(model: ModelDescriptor, image: torch.Tensor, settings: _Settings, stats: _Stats) -> torch.Tensor:
     batch, _, height, width = image.shape
-    scale = runnable.scale
+    scale = model.scale
     grid, pads = make_grid(height, width, settings.tile, settings.overlap, settings.blend, BORDER_CONTEXT,
-                           runnable.size_multiple)
-    output = torch.zeros(batch, runnable.out_channels, height * scale, width * scale, device=settings.output_device)
+                           model.size_multiple)
+    output = torch.zeros(batch, model.out_channels, height * scale, width * scale, device=settings.output_device)
     for frame in range(batch):
         padded = pad_reflect(image[frame : frame + 1].to(settings.device), *pads)
-        _run_frame(runnable, grid, padded, output[frame : frame + 1], settings, stats)
+        _run_frame(model, grid, padded, output[frame : frame + 1], settings, stats)
     return output
 
 
-def _run_frame(runnable: Runnable, grid: Grid, padded: torch.Tensor, output: torch.Tensor, settings: _Settings,
+def _run_frame(model: ModelDescriptor, grid: Grid, padded: torch.Tensor, output: torch.Tensor, settings: _Settings,
                stats: _Stats) -> None:
     queue: deque[Tile] = deque(grid.tiles(0))
     while queue:
@@ -322,7 +313,7 @@ def _run_frame(runnable: Runnable, grid: Grid, padded: torch.Tensor, output: tor
         while queue and len(batch) < settings.tiles_per_forward and queue[0].level == level:
             batch.append(queue.popleft())
         try:
-            results = _forward_tiles(runnable, grid, padded, batch, settings, stats)
+            results = _forward_tiles(model, grid, padded, batch, settings, stats)
         except Exception as error:  # noqa: BLE001 - only out-of-memory is handled; everything else re-raised
             if not is_out_of_memory(error):
                 raise
@@ -330,7 +321,7 @@ def _run_frame(runnable: Runnable, grid: Grid, padded: torch.Tensor, output: tor
             _recover_from_oom(grid, batch, queue, settings, stats)
             continue
         for tile, result in zip(batch, results):
-            _accumulate(grid, tile, result, output, runnable.scale)
+            _accumulate(grid, tile, result, output, model.scale)
             stats.max_core = max(stats.max_core, grid.max_core(tile.level))
             stats.tiles += 1
             if settings.progress is not None:
@@ -359,19 +350,19 @@ def _recover_from_oom(grid: Grid, batch: list[Tile], queue: deque[Tile], setting
             queue.append(pending)
 
 
-def _forward_tiles(runnable: Runnable, grid: Grid, padded: torch.Tensor, batch: list[Tile], settings: _Settings,
+def _forward_tiles(model: ModelDescriptor, grid: Grid, padded: torch.Tensor, batch: list[Tile], settings: _Settings,
                    stats: _Stats) -> list[torch.Tensor]:
     windows = []
     for tile in batch:
         (y0, y1), (x0, x1) = grid.rows.window(tile.level, tile.row), grid.cols.window(tile.level, tile.col)
         windows.append(padded[..., y0:y1, x0:x1])
     inputs = torch.cat(windows, 0)
-    outputs = _run_module(runnable.module, inputs, settings.dtype, settings.channels_last)
+    outputs = _run_module(model.module, inputs, settings.dtype, settings.channels_last)
     results = list(outputs.unbind(0))
     if settings.dtype != torch.float32:
         for i, (window, result) in enumerate(zip(inputs, results)):
             if _reduced_precision_failed(window, result):
-                results[i] = _run_module(runnable.module, window[None], torch.float32, settings.channels_last)[0]
+                results[i] = _run_module(model.module, window[None], torch.float32, settings.channels_last)[0]
                 stats.fp32_reruns += 1
     return [r[None] for r in results]
 

@@ -61,25 +61,37 @@ def test_even_tiles_have_no_thin_strip() -> None:
     assert max(b - a for a, b in zip(cores, cores[1:])) - min(b - a for a, b in zip(cores, cores[1:])) <= 1
 
 
-class FailsOnFirstSize(nn.Module):
-    """Raises an out-of-memory error the first time it sees a given input size, like an allocator would."""
+class Hooked(nn.Module):
+    """A model's network with hooks: `before(x)` may raise (an allocator's out-of-memory, say), `after(x, out)` may
+    change the output (NaN or black in reduced precision)."""
 
-    def __init__(self, inner: nn.Module, size: tuple[int, int], message: str) -> None:
+    def __init__(self, inner: nn.Module, before=None, after=None) -> None:
         super().__init__()
-        self.inner, self.size, self.message, self.failed = inner, size, message, False
+        self.inner, self.before, self.after = inner, before, after
         self.scale, self.num_in_ch, self.num_out_ch = inner.scale, inner.num_in_ch, inner.num_out_ch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if tuple(x.shape[-2:]) == self.size and not self.failed:
-            self.failed = True
-            raise RuntimeError(self.message)
-        return self.inner(x)
+        if self.before is not None:
+            self.before(x)
+        out = self.inner(x)
+        return self.after(x, out) if self.after is not None else out
 
 
-def wrapped(model, module: nn.Module):
+def hooked(model, before=None, after=None):
     from dataclasses import replace
 
-    return replace(model, module=module)
+    return replace(model, module=Hooked(model.module, before, after))
+
+
+def fail_on_first(size: tuple[int, int], message: str):
+    seen = []
+
+    def before(x: torch.Tensor) -> None:
+        if tuple(x.shape[-2:]) == size and not seen:
+            seen.append(size)
+            raise RuntimeError(message)
+
+    return before, seen
 
 
 @pytest.mark.parametrize("message", ["CUDA out of memory. Tried to allocate 2.00 GiB",
@@ -87,31 +99,24 @@ def wrapped(model, module: nn.Module):
 def test_out_of_memory_splits_the_tile_and_matches_a_smaller_start(message: str) -> None:
     model = load_model(randomized(RRDBNet(num_feat=8, num_block=2, num_grow_ch=4)).state_dict())
     image = to_tensor(photo(160))
-    window = (80 + 2 * 32, 80 + 2 * 32)  # 2 x 2 tiles of 80 with the default overlap of 32
-    failing = wrapped(model, FailsOnFirstSize(model.module, window, message))
-    recovered = upscale(failing, image, tile=80, precision="fp32", tiles_per_forward=1)
-    assert failing.module.failed and recovered.oom_splits == 4
+    before, failed = fail_on_first((80 + 2 * 32, 80 + 2 * 32), message)  # 2 x 2 tiles of 80, overlap 32
+    recovered = upscale(hooked(model, before), image, tile=80, precision="fp32", tiles_per_forward=1)
+    assert failed and recovered.oom_splits == 4
     assert recovered.tile == 40 and recovered.tiles == 16
     fresh = upscale(model, image, tile=recovered.tile, precision="fp32", tiles_per_forward=1)
     assert torch.equal(recovered.image, fresh.image)
 
 
 def test_out_of_memory_later_keeps_finished_tiles_and_stays_seamless(compact) -> None:
-    image = to_tensor(photo(64))
     calls = []
 
-    class FailsOnThirdCall(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.inner, self.scale, self.num_in_ch, self.num_out_ch = compact.module, 4, 3, 3
+    def before(x: torch.Tensor) -> None:
+        calls.append(x.shape)
+        if len(calls) == 3:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
 
-        def forward(self, x):
-            calls.append(x.shape)
-            if len(calls) == 3:
-                raise torch.cuda.OutOfMemoryError("CUDA out of memory")
-            return self.inner(x)
-
-    result = upscale(wrapped(compact, FailsOnThirdCall()), image, tile=32, overlap=24, blend=8, precision="fp32",
+    image = to_tensor(photo(64))
+    result = upscale(hooked(compact, before), image, tile=32, overlap=24, blend=8, precision="fp32",
                      tiles_per_forward=1)
     assert result.oom_splits == 2 and result.tiles == 2 + 8
     whole = upscale(compact, image, tile=100, precision="fp32").image
@@ -119,74 +124,45 @@ def test_out_of_memory_later_keeps_finished_tiles_and_stays_seamless(compact) ->
 
 
 def test_batched_tiles_halve_before_splitting(compact) -> None:
-    image = to_tensor(photo(64))
     sizes = []
 
-    class FailsOnBatches(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.inner, self.scale, self.num_in_ch, self.num_out_ch = compact.module, 4, 3, 3
+    def before(x: torch.Tensor) -> None:
+        sizes.append(x.shape[0])
+        if x.shape[0] > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
 
-        def forward(self, x):
-            sizes.append(x.shape[0])
-            if x.shape[0] > 2:
-                raise torch.cuda.OutOfMemoryError("CUDA out of memory")
-            return self.inner(x)
-
-    result = upscale(wrapped(compact, FailsOnBatches()), image, tile=32, precision="fp32", tiles_per_forward=4)
+    result = upscale(hooked(compact, before), to_tensor(photo(64)), tile=32, precision="fp32", tiles_per_forward=4)
     assert sizes[0] == 4 and result.tiles_per_forward == 2 and result.oom_splits == 0
 
 
+def raise_error(message: str):
+    def before(x: torch.Tensor) -> None:
+        raise RuntimeError(message)
+
+    return before
+
+
 def test_out_of_memory_at_the_smallest_tile_is_a_clear_error(compact) -> None:
-    class AlwaysOut(nn.Module):
-        scale, num_in_ch, num_out_ch = 4, 3, 3
-
-        def forward(self, x):
-            raise RuntimeError("CUDA out of memory")
-
     with pytest.raises(UpscaleOutOfMemory, match="even with tiles of"):
-        upscale(wrapped(compact, AlwaysOut()), to_tensor(photo(20)), tile=20, precision="fp32")
+        upscale(hooked(compact, raise_error("CUDA out of memory")), to_tensor(photo(20)), tile=20, precision="fp32")
 
 
 def test_other_errors_are_not_swallowed(compact) -> None:
-    class Broken(nn.Module):
-        scale, num_in_ch, num_out_ch = 4, 3, 3
-
-        def forward(self, x):
-            raise RuntimeError("something else")
-
     with pytest.raises(RuntimeError, match="something else"):
-        upscale(wrapped(compact, Broken()), to_tensor(photo(20)), precision="fp32")
+        upscale(hooked(compact, raise_error("something else")), to_tensor(photo(20)), precision="fp32")
 
 
-def test_nan_tile_in_reduced_precision_is_rerun_in_fp32(compact) -> None:
-    class NanInBf16(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.inner, self.scale, self.num_in_ch, self.num_out_ch = compact.module, 4, 3, 3
-
-        def forward(self, x):
-            out = self.inner(x)
-            return out * float("nan") if torch.is_autocast_cpu_enabled() else out
+@pytest.mark.parametrize("damage", ["nan", "black"])
+def test_bad_tile_in_reduced_precision_is_rerun_in_fp32(compact, damage: str) -> None:
+    def after(x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        if not torch.is_autocast_cpu_enabled():
+            return out
+        return out * float("nan") if damage == "nan" else out * 0
 
     image = to_tensor(photo(48))
-    result = upscale(wrapped(compact, NanInBf16()), image, tile=24, precision="bf16")
+    result = upscale(hooked(compact, after=after), image, tile=24, precision="bf16")
     assert result.precision == "bf16" and result.fp32_reruns == result.tiles == 4
     torch.testing.assert_close(result.image, upscale(compact, image, tile=24, precision="fp32").image)
-
-
-def test_black_tile_in_reduced_precision_is_rerun(compact) -> None:
-    class BlackInBf16(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.inner, self.scale, self.num_in_ch, self.num_out_ch = compact.module, 4, 3, 3
-
-        def forward(self, x):
-            out = self.inner(x)
-            return out * 0 if torch.is_autocast_cpu_enabled() else out
-
-    result = upscale(wrapped(compact, BlackInBf16()), to_tensor(photo(24)), precision="bf16")
-    assert result.fp32_reruns == 1 and result.image.mean() > 0.1
 
 
 def test_reduced_precision_is_close_to_fp32(compact) -> None:
