@@ -57,3 +57,13 @@ def test_usm_sharpens_edges_only() -> None:
     sharp = usm_sharpen(image)
     assert sharp[..., 38].mean() < 0.3 - 0.02 and sharp[..., 41].mean() > 0.7 + 0.02  # overshoot at the edge
     assert torch.allclose(sharp[..., :5], image[..., :5], atol=1e-3)  # flat areas untouched
+
+
+def test_separable_filter_equals_the_2d_kernel() -> None:
+    from realesr_core.degradation.ops import filter2d_separable
+
+    gauss = torch.exp(-torch.linspace(-3, 3, 13) ** 2)
+    gauss = gauss / gauss.sum()
+    images = torch.rand(2, 3, 30, 41)
+    torch.testing.assert_close(filter2d_separable(images, gauss), filter2d(images, gauss[:, None] * gauss[None, :]),
+                               atol=1e-6, rtol=0)

@@ -26,6 +26,18 @@ def filter2d(images: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
     return out.view(batch, channels, height, width)
 
 
+def filter2d_separable(images: torch.Tensor, kernel_1d: torch.Tensor) -> torch.Tensor:
+    """filter2d with the kernel outer(k, k), as two 1-D passes over the same reflect-padded image: the same
+    result as the 2-D kernel, k / 2 times fewer operations."""
+    batch, channels, height, width = images.shape
+    size = kernel_1d.shape[0]
+    padded = pad_reflect(images, size // 2, size // 2, size // 2, size // 2).reshape(batch * channels, 1,
+                                                                                    height + size - 1, width + size - 1)
+    kernel = kernel_1d.to(images)
+    rows = F.conv2d(padded, kernel.view(1, 1, 1, size))
+    return F.conv2d(rows, kernel.view(1, 1, size, 1)).view(batch, channels, height, width)
+
+
 def resize(images: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
     """Plain torch resize (no antialiasing), as Real-ESRGAN's pipeline uses."""
     if mode not in RESIZE_MODES:
@@ -80,12 +92,11 @@ def usm_sharpen(images: torch.Tensor, radius: int = 50, weight: float = 0.5, thr
     sigma = 0.3 * ((radius - 1) * 0.5 - 1) + 0.8  # OpenCV's default sigma for this size
     axis = torch.arange(radius, dtype=torch.float64) - (radius - 1) / 2
     gauss = torch.exp(-(axis**2) / (2 * sigma**2))
-    gauss = gauss / gauss.sum()
-    kernel = (gauss[:, None] * gauss[None, :]).float()
-    blurred = filter2d(images, kernel)
+    gauss = (gauss / gauss.sum()).float()
+    blurred = filter2d_separable(images, gauss)
     residual = images - blurred
     mask = (residual.abs() * 255 > threshold).to(images.dtype)
-    soft = filter2d(mask, kernel)
+    soft = filter2d_separable(mask, gauss)
     sharp = (images + weight * residual).clamp(0, 1)
     return soft * sharp + (1 - soft) * images
 
