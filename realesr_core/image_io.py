@@ -12,6 +12,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .errors import ImageError
 from .png16 import is_16bit_png, read_png16, write_png16
+from .tiff16 import is_16bit_tiff, read_tiff16, write_tiff16
 
 READABLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
@@ -24,8 +25,9 @@ class LoadedImage:
 
 def read_image(path: str | os.PathLike) -> LoadedImage:
     """Reads an image file; palette and CMYK images become RGB(A), 16-bit images stay 16-bit."""
-    if is_16bit_png(Path(path)):
-        return LoadedImage(_to_tensor(read_png16(Path(path)).astype(np.float32) / 65535.0), 16)
+    for is_16bit, read in ((is_16bit_png, read_png16), (is_16bit_tiff, read_tiff16)):
+        if is_16bit(Path(path)):
+            return LoadedImage(_to_tensor(read(Path(path)).astype(np.float32) / 65535.0), 16)
     try:
         with Image.open(path) as img:
             img.load()
@@ -60,7 +62,7 @@ def _to_tensor(hwc: np.ndarray) -> torch.Tensor:
 def write_image(path: str | os.PathLike, image: torch.Tensor, bit_depth: int = 8) -> Path:
     """Writes `[1, C, H, W]` or `[C, H, W]` (0..1) as PNG/JPEG/WebP/TIFF by suffix.
 
-    16-bit output: any PNG, and grayscale TIFF (Pillow has no 16-bit colour TIFF)."""
+    16-bit output for PNG and TIFF."""
     path = Path(path)
     if image.dim() == 4:
         image = image[0]
@@ -68,16 +70,12 @@ def write_image(path: str | os.PathLike, image: torch.Tensor, bit_depth: int = 8
     channels = hwc.shape[2]
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix.lower()
-    if bit_depth == 16 and suffix == ".png":
-        write_png16(path, np.round(hwc * 65535).astype(np.uint16))
+    writers = {".png": write_png16, ".tif": write_tiff16, ".tiff": write_tiff16}
+    if bit_depth == 16 and suffix in writers:
+        writers[suffix](path, np.round(hwc * 65535).astype(np.uint16))
         return path
-    if bit_depth == 16 and channels == 1 and suffix in (".tif", ".tiff"):
-        pil = Image.fromarray(np.round(hwc[..., 0] * 65535).astype(np.uint16))
-    else:
-        mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[channels]
-        array = np.round(hwc * 255).astype(np.uint8)
-        pil = Image.fromarray(array[..., 0] if channels == 1 else array, mode)
-        if pil.mode in ("RGBA", "LA") and path.suffix.lower() in (".jpg", ".jpeg"):
-            raise ImageError(f"{path.name}: JPEG cannot store transparency; write a .png")
-    pil.save(path)
+    if channels in (2, 4) and suffix in (".jpg", ".jpeg"):
+        raise ImageError(f"{path.name}: JPEG cannot store transparency; write a .png")
+    array = np.round(hwc * 255).astype(np.uint8)
+    Image.fromarray(array[..., 0] if channels == 1 else array, {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[channels]).save(path)
     return path

@@ -45,12 +45,13 @@ def test_unreadable_and_jpeg_alpha(tmp_path: Path) -> None:
         write_image(tmp_path / "x.jpg", torch.rand(1, 4, 8, 8))
 
 
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
 @pytest.mark.parametrize("channels", [1, 2, 3, 4])
-def test_16bit_png_round_trip(tmp_path: Path, channels: int) -> None:
+def test_16bit_round_trip(tmp_path: Path, channels: int, suffix: str) -> None:
     values = np.random.default_rng(channels).integers(0, 65536, (9, 13, channels)).astype(np.uint16)
     image = torch.from_numpy(values.astype(np.float32) / 65535).permute(2, 0, 1)[None]
-    write_image(tmp_path / "x.png", image, bit_depth=16)
-    loaded = read_image(tmp_path / "x.png")
+    write_image(tmp_path / f"x{suffix}", image, bit_depth=16)
+    loaded = read_image(tmp_path / f"x{suffix}")
     assert loaded.bit_depth == 16
     assert np.array_equal(np.round(loaded.tensor[0].permute(1, 2, 0).numpy() * 65535).astype(np.uint16), values)
 
@@ -70,3 +71,14 @@ def test_damaged_16bit_png(tmp_path: Path) -> None:
     (tmp_path / "x.png").write_bytes(data[:60])
     with pytest.raises(ImageError):
         read_image(tmp_path / "x.png")
+
+
+def test_16bit_tiff_interoperates_with_other_readers_and_writers(tmp_path: Path) -> None:
+    cv2 = pytest.importorskip("cv2")
+    values = np.random.default_rng(5).integers(0, 65536, (11, 7, 3)).astype(np.uint16)
+    write_image(tmp_path / "ours.tif", torch.from_numpy(values.astype(np.float32) / 65535).permute(2, 0, 1)[None], 16)
+    assert np.array_equal(cv2.imread(str(tmp_path / "ours.tif"), cv2.IMREAD_UNCHANGED)[..., ::-1], values)
+    cv2.imwrite(str(tmp_path / "theirs.tif"), values[..., ::-1], [cv2.IMWRITE_TIFF_COMPRESSION, 1])
+    loaded = read_image(tmp_path / "theirs.tif")
+    assert loaded.bit_depth == 16
+    assert np.array_equal(np.round(loaded.tensor[0].permute(1, 2, 0).numpy() * 65535).astype(np.uint16), values)
