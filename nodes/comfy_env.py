@@ -14,55 +14,57 @@ import torch
 UPSCALE_FOLDER = "upscale_models"
 
 
-def _optional(module: str) -> Any | None:
+def _comfy(module: str, attribute: str) -> Any | None:
+    """ComfyUI's module if it is there (and really ComfyUI's: a folder that merely shares the name is ignored)."""
     try:
-        return importlib.import_module(module)
+        found = importlib.import_module(module)
     except ImportError:
         return None
+    return found if hasattr(found, attribute) else None
 
 
 def torch_device() -> torch.device:
-    mm = _optional("comfy.model_management")
+    mm = _comfy("comfy.model_management", "get_torch_device")
     return mm.get_torch_device() if mm else torch.device("cpu")
 
 
 def intermediate_device() -> torch.device:
-    mm = _optional("comfy.model_management")
+    mm = _comfy("comfy.model_management", "intermediate_device")
     return mm.intermediate_device() if mm else torch.device("cpu")
 
 
 def offload_device() -> torch.device:
-    mm = _optional("comfy.model_management")
+    mm = _comfy("comfy.model_management", "unet_offload_device")
     return mm.unet_offload_device() if mm else torch.device("cpu")
 
 
 def free_memory(bytes_needed: int, device: torch.device) -> None:
     """Asks ComfyUI to unload other models until `bytes_needed` are free on `device`."""
-    mm = _optional("comfy.model_management")
+    mm = _comfy("comfy.model_management", "free_memory")
     if mm is not None:
         mm.free_memory(bytes_needed, device)
 
 
 def progress_bar(total: int) -> Any | None:
     """ComfyUI's progress bar; its hook raises when the user presses Cancel, which stops the node between tiles."""
-    utils = _optional("comfy.utils")
+    utils = _comfy("comfy.utils", "ProgressBar")
     return utils.ProgressBar(total) if utils else None
 
 
 def model_files() -> list[str]:
-    folder_paths = _optional("folder_paths")
+    folder_paths = _comfy("folder_paths", "get_filename_list")
     return list(folder_paths.get_filename_list(UPSCALE_FOLDER)) if folder_paths else []
 
 
 def model_file_path(name: str) -> Path:
-    folder_paths = _optional("folder_paths")
+    folder_paths = _comfy("folder_paths", "get_full_path_or_raise")
     if folder_paths is None:
         raise FileNotFoundError(f"no ComfyUI model folder to find {name!r} in")
     return Path(folder_paths.get_full_path_or_raise(UPSCALE_FOLDER, name))
 
 
 def model_save_folder() -> Path:
-    folder_paths = _optional("folder_paths")
+    folder_paths = _comfy("folder_paths", "get_folder_paths")
     if folder_paths is None:
         return Path.cwd() / "models" / UPSCALE_FOLDER
     return Path(folder_paths.get_folder_paths(UPSCALE_FOLDER)[0])
