@@ -390,4 +390,4 @@ def _accumulate(grid: Grid, tile: Tile, result: torch.Tensor, output: torch.Tens
     kept = result[..., oy : oy + (ky1 - ky0) * scale, ox : ox + (kx1 - kx0) * scale]
     weight = rows.ramp(tile.level, tile.row, scale)[:, None] * cols.ramp(tile.level, tile.col, scale)[None, :]
     target = output[..., ky0 * scale : ky1 * scale, kx0 * scale : kx1 * scale]
-    target.add_(kept.to(output.device, non_blocking=True) * weight.to(output.device))
+    target.add_(kept.to(output.device) * weight.to(output.device))
