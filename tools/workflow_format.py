@@ -88,7 +88,7 @@ def build_ui(nodes: list[dict], title: str) -> dict:
             "widgets_values": node.get("widgets", []),
         })
     return {"last_node_id": max(n["id"] for n in nodes), "last_link_id": len(links), "nodes": ui_nodes,
-            "links": links, "groups": [], "config": {}, "extra": {"ds": {"scale": 0.8, "offset": [0, 0]},
+            "links": links, "groups": [], "config": {}, "extra": {"ds": {"scale": 0.8, "offset": [60, 80]},
                                                                    "info": {"name": title}}, "version": 0.4}
 
 
