@@ -3,6 +3,7 @@
     python bench/tiling.py                      # speed table (256, 512) + seam table (288 photo, 96-px tiles)
     python bench/tiling.py --sizes 256          # only some sizes
     python bench/tiling.py --memory             # peak RSS of one 1024x1024 -> 4096x4096 x4plus upscale
+    python bench/tiling.py --ceiling            # what the hardware allows: plain forwards, fp32/bf16, NCHW/NHWC
 
 Every run happens in its own process so that its peak RSS is its own. The baselines are re-created from their
 published descriptions (ComfyUI's `tiled_scale`, Real-ESRGAN's `tile_process`), run on our RRDBNet with the same
@@ -187,6 +188,29 @@ def seam_table(size: int, tile: int) -> None:
         print(f"| {label} | {psnr(result, reference):.1f} dB |", flush=True)
 
 
+@torch.inference_mode()
+def ceiling(size: int = 256, rounds: int = 2) -> None:
+    """The bare network on one input in each layout and precision, interleaved, best of `rounds`: the most any
+    tiling scheme can gain over fp32 NCHW on this machine."""
+    import copy
+
+    model = load_model(MODEL)
+    image = photo(size)
+    nchw = copy.deepcopy(model.module)
+    nhwc = copy.deepcopy(model.module).to(memory_format=torch.channels_last)
+    image_nhwc = image.contiguous(memory_format=torch.channels_last)
+
+    def bf16() -> None:
+        with torch.autocast("cpu", torch.bfloat16):
+            nhwc(image_nhwc)
+
+    runs = {"fp32 NCHW": lambda: nchw(image), "fp32 channels_last": lambda: nhwc(image_nhwc), "bf16 channels_last": bf16}
+    best = {name: min(_timed(run) for _ in range(rounds)) for name, run in runs.items()}
+    print(f"| {size}x{size}, no padding | seconds | vs fp32 NCHW |\n|---|---|---|")
+    for name, seconds in best.items():
+        print(f"| {name} | {seconds:.2f} | {best['fp32 NCHW'] / seconds:.2f}x |")
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--run":
         method, size, tile, output = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
@@ -197,7 +221,11 @@ def main() -> None:
     parser.add_argument("--seam-size", type=int, default=288)
     parser.add_argument("--seam-tile", type=int, default=96)
     parser.add_argument("--memory", action="store_true", help="only the 1024x1024 peak-RSS run")
+    parser.add_argument("--ceiling", action="store_true", help="only the bare-network layout/precision ratios")
     args = parser.parse_args()
+    if args.ceiling:
+        ceiling()
+        return
     if args.memory:
         info, _ = measure("ours", 1024)
         print(f"1024x1024 -> 4096x4096, {MODEL}, defaults: {info['seconds']:.0f} s, peak RSS {info['rss_mb']:.0f} MB, "
