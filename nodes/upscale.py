@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from realesr_core import PRETRAINED, interpolate_models, load_model, save_model
+from realesr_core import PRETRAINED, ModelDescriptor, interpolate_models, load_model, save_model
 from realesr_core.engine import DEFAULT_OVERLAP, PRECISIONS, upscale
 
 from . import comfy_env
@@ -101,7 +101,7 @@ class Upscale:
         alpha = _alpha_from_mask(mask, colour)
         if alpha is not None:
             colour = torch.cat([colour, alpha], 1)
-        module = getattr(model, "module", None) or upscale_model.model
+        module = model.module if isinstance(model, ModelDescriptor) else upscale_model.model
         weights = sum(p.numel() * p.element_size() for p in module.parameters())
         comfy_env.free_memory(weights + 512 * 512 * 4 * 64 * 16, device)
         bar = comfy_env.progress_bar(1)
