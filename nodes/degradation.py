@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -17,6 +18,7 @@ from realesr_core.degradation import (
     filter2d,
     gaussian_noise,
     get_preset,
+    on_colour,
     pillow_jpeg,
     poisson_noise,
     resize,
@@ -32,16 +34,9 @@ SEED = ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_afte
 IMAGE_IN = ("IMAGE", {"tooltip": "The images to degrade."})
 
 
-def _split(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """BHWC -> BCHW colour, and the alpha channel of RGBA images, which the operations leave alone."""
-    chw = image.movedim(-1, 1).float()
-    return (chw[:, :3], chw[:, 3:]) if chw.shape[1] == 4 else (chw, None)
-
-
-def _join(colour: torch.Tensor, alpha: torch.Tensor | None) -> torch.Tensor:
-    if alpha is not None:
-        colour = torch.cat([colour, resize(alpha, colour.shape[-2:], "area")], 1)
-    return colour.clamp(0, 1).movedim(1, -1).contiguous()
+def _on_colour(image: torch.Tensor, operation: Callable[[torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor]:
+    """ComfyUI's BHWC IMAGE through a BCHW operation; alpha of RGBA images is left alone."""
+    return (on_colour(image.movedim(-1, 1), operation).movedim(1, -1).contiguous(),)
 
 
 class Degrade:
@@ -140,9 +135,8 @@ class Blur:
 
     def blur(self, image: torch.Tensor, kernel: str, kernel_size: int, sigma_x: float, sigma_y: float,
              rotation: float, beta: float, cutoff: float, seed: int) -> tuple:
-        colour, alpha = _split(image)
         if kernel == "random":
-            drawn = sample_blur_kernels(PRESETS["realesrgan_x4"], colour.shape[0], seed)
+            drawn = sample_blur_kernels(PRESETS["realesrgan_x4"], image.shape[0], seed)
             kernels = torch.stack([build_kernel(params) for params in drawn])
         else:
             isotropic = kernel in ("iso", "generalized_iso", "plateau_iso")
@@ -150,7 +144,7 @@ class Blur:
                       "sigma_y": sigma_x if isotropic else sigma_y,
                       "theta": 0.0 if isotropic else math.radians(rotation), "beta": beta, "cutoff": cutoff}
             kernels = build_kernel(params)
-        return (_join(filter2d(colour, kernels.to(colour.device)), alpha),)
+        return _on_colour(image, lambda colour: filter2d(colour, kernels.to(colour.device)))
 
 
 class Noise:
@@ -173,14 +167,11 @@ class Noise:
         }}
 
     def noise(self, image: torch.Tensor, noise: str, color: str, sigma: float, poisson_scale: float, seed: int) -> tuple:
-        colour, alpha = _split(image)
-        batch, gray = colour.shape[0], [color == "gray"] * colour.shape[0]
+        batch, gray = image.shape[0], [color == "gray"] * image.shape[0]
         generator = torch.Generator().manual_seed(seed)
         if noise == "gaussian":
-            out = gaussian_noise(colour, [sigma] * batch, gray, generator)
-        else:
-            out = poisson_noise(colour, [poisson_scale] * batch, gray, generator)
-        return (_join(out, alpha),)
+            return _on_colour(image, lambda colour: gaussian_noise(colour, [sigma] * batch, gray, generator))
+        return _on_colour(image, lambda colour: poisson_noise(colour, [poisson_scale] * batch, gray, generator))
 
 
 class JPEG:
@@ -201,9 +192,9 @@ class JPEG:
         }}
 
     def compress(self, image: torch.Tensor, quality: float, method: str) -> tuple:
-        colour, alpha = _split(image)
-        out = diff_jpeg(colour, quality, differentiable=False) if method == "torch" else pillow_jpeg(colour, quality)
-        return (_join(out, alpha),)
+        if method == "torch":
+            return _on_colour(image, lambda colour: diff_jpeg(colour, quality, differentiable=False))
+        return _on_colour(image, lambda colour: pillow_jpeg(colour, quality))
 
 
 class Resize:
@@ -221,9 +212,8 @@ class Resize:
         }}
 
     def resize(self, image: torch.Tensor, factor: float, mode: str) -> tuple:
-        colour, alpha = _split(image)
-        size = (max(1, round(colour.shape[-2] * factor)), max(1, round(colour.shape[-1] * factor)))
-        return (_join(resize(colour, size, mode).clamp(0, 1), alpha),)
+        size = (max(1, round(image.shape[1] * factor)), max(1, round(image.shape[2] * factor)))
+        return _on_colour(image, lambda colour: resize(colour, size, mode))
 
 
 class SincFilter:
@@ -242,9 +232,8 @@ class SincFilter:
         }}
 
     def filter(self, image: torch.Tensor, kernel_size: int, cutoff: float) -> tuple:
-        colour, alpha = _split(image)
-        kernel = build_kernel({"type": "sinc", "size": kernel_size, "cutoff": cutoff}).to(colour.device)
-        return (_join(filter2d(colour, kernel), alpha),)
+        kernel = build_kernel({"type": "sinc", "size": kernel_size, "cutoff": cutoff})
+        return _on_colour(image, lambda colour: filter2d(colour, kernel.to(colour.device)))
 
 
 class USMSharpen:
@@ -264,5 +253,4 @@ class USMSharpen:
         }}
 
     def sharpen(self, image: torch.Tensor, radius: int, weight: float, threshold: float) -> tuple:
-        colour, alpha = _split(image)
-        return (_join(usm_sharpen(colour, radius, weight, threshold), alpha),)
+        return _on_colour(image, lambda colour: usm_sharpen(colour, radius, weight, threshold))

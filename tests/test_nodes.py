@@ -223,3 +223,26 @@ def test_root_package_imports_nothing_heavy() -> None:
     root = Path(nodes.__file__).resolve().parents[1] / "__init__.py"
     text = root.read_text()
     assert "import torch" not in text and "NODE_CLASS_MAPPINGS" in text
+
+
+@pytest.mark.parametrize("node_id,arguments", [
+    ("RealESR_Blur", dict(kernel="iso", kernel_size=7, sigma_x=1.0, sigma_y=1.0, rotation=0, beta=1, cutoff=1, seed=0)),
+    ("RealESR_JPEG", dict(quality=50.0, method="torch")),
+    ("RealESR_USMSharpen", dict(radius=51, weight=0.5, threshold=10.0)),
+])
+def test_operation_nodes_reject_nan_and_empty_images(node_id: str, arguments: dict) -> None:
+    from realesr_core import ImageError
+
+    cls = NODE_CLASS_MAPPINGS[node_id]
+    run = getattr(cls(), cls.FUNCTION)
+    with pytest.raises(ImageError, match="NaN"):
+        run(torch.full((1, 16, 16, 3), float("nan")), **arguments)
+    with pytest.raises(ImageError, match="empty"):
+        run(torch.zeros(0, 16, 16, 3), **arguments)
+
+
+def test_upscale_node_rejects_a_nan_image() -> None:
+    from realesr_core import ImageError
+
+    with pytest.raises(ImageError, match="NaN"):
+        _upscale(wrap(load_model("realesr-animevideov3")), torch.full((1, 8, 8, 3), float("nan")))

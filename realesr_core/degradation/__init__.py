@@ -2,7 +2,7 @@
 
 from .jpeg import diff_jpeg, pillow_jpeg
 from .kernels import KERNEL_TYPES, build_kernel
-from .ops import filter2d, gaussian_noise, poisson_noise, quantise, resize, usm_sharpen
+from .ops import check_images, filter2d, gaussian_noise, on_colour, poisson_noise, quantise, resize, usm_sharpen
 from .pipeline import (
     PRESETS,
     Degraded,
@@ -22,11 +22,13 @@ __all__ = [
     "DegradationConfig",
     "apply_parameters",
     "build_kernel",
+    "check_images",
     "degrade",
     "diff_jpeg",
     "filter2d",
     "gaussian_noise",
     "get_preset",
+    "on_colour",
     "pillow_jpeg",
     "poisson_noise",
     "quantise",

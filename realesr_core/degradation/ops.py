@@ -3,15 +3,39 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 
+from ..errors import ImageError
 from ..padding import pad_reflect
 
 RESIZE_MODES = ("area", "bilinear", "bicubic")
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # the grayscale conversion of Real-ESRGAN's Poisson noise
+
+
+def check_images(images: torch.Tensor) -> None:
+    """Rejects what no degradation can run on, saying what was wrong."""
+    if not isinstance(images, torch.Tensor) or images.dim() != 4:
+        raise ImageError(f"expected an image batch [B, C, H, W], got {getattr(images, 'shape', type(images))}")
+    if images.numel() == 0:
+        raise ImageError(f"image batch is empty: shape {list(images.shape)}")
+    if images.shape[1] not in (1, 3, 4):
+        raise ImageError(f"expected 1, 3 or 4 channels, got {images.shape[1]}")
+    if not images.is_floating_point() or not torch.isfinite(images).all():
+        raise ImageError("expected a finite float image in 0..1 (found NaN, Inf or an integer dtype)")
+
+
+def on_colour(images: torch.Tensor, operation: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """Checks the batch and runs `operation` on its colour channels; an RGBA image's alpha is left undamaged and
+    follows the result's size."""
+    check_images(images)
+    images = images.float()
+    if images.shape[1] != 4:
+        return operation(images).clamp(0, 1)
+    out = operation(images[:, :3])
+    return torch.cat([out, resize(images[:, 3:], out.shape[-2:], "area")], 1).clamp(0, 1)
 
 
 def filter2d(images: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:

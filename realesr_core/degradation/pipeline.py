@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from ..errors import ImageError, RealESRError
+from ..errors import RealESRError
 from . import ops
 from .jpeg import diff_jpeg
 from .kernels import KERNEL_TYPES, build_kernel
@@ -235,17 +235,6 @@ def sample_parameters(config: DegradationConfig, batch: int, height: int, width:
 # ------------------------------------------------------------------------------------------------------ applying
 
 
-def _check(images: torch.Tensor) -> None:
-    if not isinstance(images, torch.Tensor) or images.dim() != 4:
-        raise ImageError(f"expected an image batch [B, C, H, W], got {getattr(images, 'shape', type(images))}")
-    if images.numel() == 0:
-        raise ImageError(f"image batch is empty: shape {list(images.shape)}")
-    if images.shape[1] not in (1, 3, 4):
-        raise ImageError(f"expected 1, 3 or 4 channels, got {images.shape[1]}")
-    if not images.is_floating_point() or not torch.isfinite(images).all():
-        raise ImageError("expected a finite float image in 0..1 (found NaN, Inf or an integer dtype)")
-
-
 def _blur(images: torch.Tensor, kernel: Params | None) -> torch.Tensor:
     return images if kernel is None else ops.filter2d(images, build_kernel(kernel).to(images.device))
 
@@ -307,32 +296,30 @@ class Degraded:
 def apply_parameters(images: torch.Tensor, params: list[Params], *, quantise: bool = True, keep_size: bool = False,
                      sharpen_target: bool = False) -> Degraded:
     """Applies drawn parameters; the same images and parameters always give the same output."""
-    _check(images)
+    ops.check_images(images)
     if len(params) != images.shape[0]:
         raise RealESRError(f"{len(params)} parameter sets for a batch of {images.shape[0]} images")
     height, width = images.shape[-2:]
     if any(list(p["input_size"]) != [height, width] for p in params):
         raise RealESRError("the parameters were drawn for another image size")
-    images = images.float()
-    colour, alpha = (images[:, :3], images[:, 3:]) if images.shape[1] == 4 else (images, None)
     groups: dict[int, list[int]] = {}
     for index, p in enumerate(params):
         groups.setdefault(id(p), []).append(index)  # images sharing one dict (same_on_batch) go through together
-    pieces: dict[int, torch.Tensor] = {}
-    for indices in groups.values():
-        out = _apply_one(colour[indices], params[indices[0]], indices)
-        for position, index in enumerate(indices):
-            pieces[index] = out[position : position + 1]
-    degraded = torch.cat([pieces[i] for i in range(len(params))], 0)
-    if alpha is not None:
-        degraded = torch.cat([degraded, ops.resize(alpha, degraded.shape[-2:], "area")], 1)
+
+    def degrade_colour(colour: torch.Tensor) -> torch.Tensor:
+        pieces: dict[int, torch.Tensor] = {}
+        for indices in groups.values():
+            out = _apply_one(colour[indices], params[indices[0]], indices)
+            for position, index in enumerate(indices):
+                pieces[index] = out[position : position + 1]
+        return torch.cat([pieces[i] for i in range(len(params))], 0)
+
+    degraded = ops.on_colour(images, degrade_colour)
     if quantise:
         degraded = ops.quantise(degraded)
     if keep_size:
         degraded = ops.resize(degraded, (height, width), "bicubic").clamp(0, 1)
-    target = images
-    if sharpen_target:
-        target = torch.cat([ops.usm_sharpen(colour), alpha], 1) if alpha is not None else ops.usm_sharpen(colour)
+    target = ops.on_colour(images, ops.usm_sharpen) if sharpen_target else images.float()
     return Degraded(degraded, target, params)
 
 
@@ -340,7 +327,7 @@ def degrade(images: torch.Tensor, config: DegradationConfig | str = "realesrgan_
             generator: torch.Generator | None = None, same_on_batch: bool = False, quantise: bool = True,
             keep_size: bool = False, sharpen_target: bool = False) -> Degraded:
     """Samples and applies the full pipeline: per-image damage by default, the same on every image on request."""
-    _check(images)
+    ops.check_images(images)
     if isinstance(config, str):
         config = get_preset(config)
     params = sample_parameters(config, images.shape[0], *images.shape[-2:], seed=seed, generator=generator,
