@@ -235,6 +235,8 @@ def _target_size(size: torch.Size, scale: int, outscale: float | None, width: in
         if not outscale > 0:
             raise RealESRError(f"outscale must be positive, got {outscale}")
         return max(1, round(h * outscale)), max(1, round(w * outscale))
+    if (width is not None and width < 1) or (height is not None and height < 1):
+        raise RealESRError(f"output width and height must be positive, got width={width}, height={height}")
     if width and height:
         return int(height), int(width)
     if width:

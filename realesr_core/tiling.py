@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .padding import pad_to_multiple
+
 
 def boundaries(length: int, count: int) -> list[int]:
     """`count` cores spread evenly over `length` pixels (sizes differ by at most one: no thin last strip)."""
@@ -51,8 +53,7 @@ class Axis:
         cores = self.cores(level)
         longest = max(b - a for a, b in zip(cores, cores[1:]))
         wanted = longest + 2 * self.overlap
-        wanted = -(-wanted // self.multiple) * self.multiple
-        return min(wanted, self.padded_length)
+        return min(wanted + pad_to_multiple(wanted, self.multiple), self.padded_length)
 
     def window(self, level: int, index: int) -> tuple[int, int]:
         """Window [start, end) in padded coordinates: the core with at least `overlap` context on both sides
@@ -113,9 +114,6 @@ class Grid:
     def can_split(self, tile: Tile) -> bool:
         return all(axis.smallest_core(tile.level + 1) >= max(MIN_CORE, 2 * axis.band) for axis in (self.rows, self.cols))
 
-    def window_shape(self, level: int) -> tuple[int, int]:
-        return self.rows.window_length(level), self.cols.window_length(level)
-
     def max_core(self, level: int) -> int:
         return max(
             max(b - a for a, b in zip(axis.cores(level), axis.cores(level)[1:])) for axis in (self.rows, self.cols)
@@ -128,7 +126,7 @@ def make_grid(
     """The level-0 grid for cores of at most `tile` pixels, and the border padding (top, bottom, left, right)."""
 
     def axis(length: int) -> tuple[Axis, int, int]:
-        after = border + (-(length + 2 * border) % multiple)
+        after = border + pad_to_multiple(length + 2 * border, multiple)
         padded = length + border + after
         count = min(length, max(1, math.ceil(length / max(tile, 1))))
         return Axis(length, padded, border, overlap, blend, multiple, count), border, after

@@ -249,6 +249,10 @@ def test_output_sizes(compact) -> None:
     assert eight.passes == 2 and eight.image.shape[-2:] == (160, 240)
     with pytest.raises(RealESRError, match="either outscale or width"):
         upscale(compact, image, outscale=2.0, width=10)
+    with pytest.raises(RealESRError, match="must be positive"):
+        upscale(compact, image, width=-5)
+    with pytest.raises(RealESRError, match="outscale must be positive"):
+        upscale(compact, image, outscale=0.0)
 
 
 def test_downscaled_output_is_antialiased(compact) -> None:
