@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from . import zoo
-from .engine import DEFAULT_BLEND, DEFAULT_OVERLAP, PRECISIONS, upscale
+from .engine import DEFAULT_BLEND, DEFAULT_BORDER, DEFAULT_OVERLAP, PRECISIONS, upscale
 from .degradation import PRESETS, apply_parameters, get_preset, sample_parameters
 from .errors import RealESRError
 from .image_io import READABLE_SUFFIXES, read_image, write_image
@@ -82,7 +82,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
             bar = ProgressBar(source.name)
             try:
                 result = upscale(model, loaded.tensor, tile=args.tile, overlap=args.overlap, blend=args.blend,
-                                 precision=args.precision, alpha=args.alpha, outscale=args.outscale,
+                                 border=args.border, precision=args.precision, alpha=args.alpha, outscale=args.outscale,
                                  width=args.width, height=args.height, device=device, compile=args.compile,
                                  progress=bar)
             finally:
@@ -151,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--tile", type=int, default=0, help="tile size in input pixels (0 = from free memory)")
     up.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, help="context pixels around each tile")
     up.add_argument("--blend", type=int, default=DEFAULT_BLEND, help="half-width of the cross-fade between tiles")
+    up.add_argument("--border", type=int, default=DEFAULT_BORDER,
+                    help="pixels reflected around the image (0: the network's own edges; ncnn and Real-ESRGAN use 10)")
     up.add_argument("--precision", default="auto", choices=["auto", *PRECISIONS],
                     help="auto: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32")
     size = up.add_mutually_exclusive_group()

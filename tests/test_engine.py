@@ -32,12 +32,14 @@ def test_x4plus_tiles_of_96_match_the_whole_image() -> None:
     assert value >= 55
 
 
-def test_single_tile_is_the_network_on_the_reflect_padded_image(compact) -> None:
+@pytest.mark.parametrize("border", [0, 10])
+def test_single_tile_is_the_network_on_the_reflect_padded_image(compact, border: int) -> None:
     image = to_tensor(photo(40))
-    result = upscale(compact, image, precision="fp32")
+    result = upscale(compact, image, border=border, precision="fp32")
     assert result.tiles == 1
     with torch.no_grad():
-        manual = compact.module(torch.nn.functional.pad(image, [10] * 4, mode="reflect"))[..., 40:-40, 40:-40]
+        padded = torch.nn.functional.pad(image, [border] * 4, mode="reflect")
+        manual = compact.module(padded)[..., 4 * border : 4 * (border + 40), 4 * border : 4 * (border + 40)]
     torch.testing.assert_close(result.image, manual.clamp(0, 1), atol=1e-6, rtol=0)
 
 
@@ -200,8 +202,10 @@ def test_gray_image_with_colour_model_comes_back_gray(compact) -> None:
     gray = to_tensor(photo(24))[:, :1]
     out = upscale(compact, gray, precision="fp32").image
     assert out.shape == (1, 1, 96, 96)
-    colour = upscale(compact, gray.expand(-1, 3, -1, -1), precision="fp32").image
-    torch.testing.assert_close(out, (colour * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, True))
+    with torch.no_grad():
+        colour = compact.module(gray.expand(-1, 3, -1, -1))  # unclamped: luma is taken before the final clamp
+    expected = (colour * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, True).clamp(0, 1)
+    torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("channels", [1, 4])
@@ -304,3 +308,5 @@ def test_bad_options(compact) -> None:
         upscale(compact, image, alpha="drop")
     with pytest.raises(RealESRError, match="cannot upscale with a str"):
         upscale("model", image)
+    with pytest.raises(RealESRError, match="must not be negative"):
+        upscale(compact, image, border=-1)

@@ -43,7 +43,7 @@ def test_converted_weights_match_ncnn(name: str, index: int, min_psnr: float) ->
     image = photo(64)
     reference = np.asarray(realesrgan(gpuid=-1, model=index).process_pil(Image.fromarray(image)))
     model = load_model(name)
-    result = upscale(model, to_tensor(image), precision="fp32")
+    result = upscale(model, to_tensor(image), border=10, precision="fp32")
     assert result.tiles == 1  # one window, reflect-padded by 10 pixels as ncnn pads
     ours = (result.image[0].permute(1, 2, 0) * 255).round().numpy()
     assert ours.shape == reference.shape
