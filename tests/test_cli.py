@@ -52,7 +52,7 @@ def test_directory_of_images_with_options(tmp_path: Path) -> None:
     (folder / "notes.txt").write_text("not an image")
     out = tmp_path / "out"
     assert main(["upscale", str(folder), "-o", str(out), "-m", "realesr-animevideov3", "--tile", "16",
-                 "--overlap", "8", "--precision", "fp32", "--outscale", "2"]) == 0
+                 "--overlap", "8", "--border", "4", "--precision", "fp32", "--outscale", "2"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["f0_x2.png", "f1_x2.png"]
     assert Image.open(out / "f0_x2.png").size == (48, 48)
 
