@@ -3,16 +3,17 @@
     python bench/tiling.py                      # speed table (256, 512) + seam table (288 photo, 96-px tiles)
     python bench/tiling.py --sizes 256          # only some sizes
     python bench/tiling.py --memory             # peak RSS of one 1024x1024 -> 4096x4096 x4plus upscale
-    python bench/tiling.py --ceiling            # what the hardware allows: plain forwards, fp32/bf16, NCHW/NHWC
+    python bench/tiling.py --ceiling [SIZE]     # bare network: fp32/bf16, NCHW/NHWC, plain or in CPU row strips
 
 Every run happens in its own process so that its peak RSS is its own. The baselines are re-created from their
 published descriptions (ComfyUI's `tiled_scale`, Real-ESRGAN's `tile_process`), run on our RRDBNet with the same
-weights. Ratios are against the built-in algorithm measured in the same invocation.
+weights, computed plainly as BasicSR and spandrel do (no row strips). Ratios are against the built-in algorithm measured in the same invocation.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import resource
@@ -29,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from realesr_core import load_model  # noqa: E402
+from realesr_core.archs import rrdbnet  # noqa: E402
 from realesr_core.engine import upscale  # noqa: E402
 
 MODEL = "RealESRGAN_x4plus"
@@ -96,7 +98,25 @@ def realesrgan_tiles(module: torch.nn.Module, image: torch.Tensor, scale: int, t
     return out.clamp(0, 1)
 
 
+@contextlib.contextmanager
+def plain_network():
+    """Our RRDBNet as BasicSR and spandrel run it: no row strips (the baselines run this)."""
+    saved = rrdbnet.CPU_STRIP_BYTES, rrdbnet.STRIP_ELEMENTS
+    rrdbnet.CPU_STRIP_BYTES = rrdbnet.STRIP_ELEMENTS = sys.maxsize
+    try:
+        yield
+    finally:
+        rrdbnet.CPU_STRIP_BYTES, rrdbnet.STRIP_ELEMENTS = saved
+
+
 def run_one(method: str, size: int, tile: int, output: str | None) -> dict:
+    if not method.startswith("ours"):
+        with plain_network():
+            return _run_one(method, size, tile, output)
+    return _run_one(method, size, tile, output)
+
+
+def _run_one(method: str, size: int, tile: int, output: str | None) -> dict:
     torch.manual_seed(0)
     model = load_model(MODEL)
     image = photo(size)
@@ -189,9 +209,9 @@ def seam_table(size: int, tile: int) -> None:
 
 
 @torch.inference_mode()
-def ceiling(size: int = 256, rounds: int = 2) -> None:
-    """The bare network on one input in each layout and precision, interleaved, best of `rounds`: the most any
-    tiling scheme can gain over fp32 NCHW on this machine."""
+def ceiling(size: int, rounds: int = 2) -> None:
+    """The bare network on one input in each layout and precision, plain (as BasicSR runs it) and with our CPU row
+    strips, interleaved, best of `rounds`: what the network itself gains over fp32 NCHW on this machine."""
     import copy
 
     model = load_model(MODEL)
@@ -204,8 +224,20 @@ def ceiling(size: int = 256, rounds: int = 2) -> None:
         with torch.autocast("cpu", torch.bfloat16):
             nhwc(image_nhwc)
 
-    runs = {"fp32 NCHW": lambda: nchw(image), "fp32 channels_last": lambda: nhwc(image_nhwc), "bf16 channels_last": bf16}
-    best = {name: min(_timed(run) for _ in range(rounds)) for name, run in runs.items()}
+    def plain(run):
+        def wrapped() -> None:
+            with plain_network():
+                run()
+        return wrapped
+
+    runs = {"fp32 NCHW": plain(lambda: nchw(image)), "fp32 channels_last": plain(lambda: nhwc(image_nhwc)),
+            "bf16 channels_last": plain(bf16), "fp32 channels_last, row strips": lambda: nhwc(image_nhwc),
+            "bf16 channels_last, row strips": bf16}
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            times[name].append(_timed(run))
+    best = {name: min(values) for name, values in times.items()}
     print(f"| {size}x{size}, no padding | seconds | vs fp32 NCHW |\n|---|---|---|")
     for name, seconds in best.items():
         print(f"| {name} | {seconds:.2f} | {best['fp32 NCHW'] / seconds:.2f}x |")
@@ -221,10 +253,11 @@ def main() -> None:
     parser.add_argument("--seam-size", type=int, default=288)
     parser.add_argument("--seam-tile", type=int, default=96)
     parser.add_argument("--memory", action="store_true", help="only the 1024x1024 peak-RSS run")
-    parser.add_argument("--ceiling", action="store_true", help="only the bare-network layout/precision ratios")
+    parser.add_argument("--ceiling", type=int, nargs="?", const=256, metavar="SIZE",
+                        help="only the bare network's layout/precision/strip ratios (default size 256)")
     args = parser.parse_args()
     if args.ceiling:
-        ceiling()
+        ceiling(args.ceiling)
         return
     if args.memory:
         info, _ = measure("ours", 1024)

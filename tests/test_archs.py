@@ -83,3 +83,23 @@ def test_rrdbnet_inference_in_strips_is_exact(monkeypatch: pytest.MonkeyPatch, s
     monkeypatch.setattr(rrdbnet, "STRIP_ELEMENTS", 8 * 2 * 2 * 18 * 5)  # strips of a few rows
     with torch.no_grad():
         assert torch.equal(net(x), one_piece)
+
+
+@pytest.mark.parametrize("min_rows", [1, 4, 7])
+@pytest.mark.parametrize("height", [1, 6, 23])
+def test_dense_blocks_in_cache_sized_strips_are_exact(monkeypatch: pytest.MonkeyPatch, min_rows: int,
+                                                      height: int) -> None:
+    """CPU inference runs each dense block in row strips (halo recomputed); it must equal the one-piece pass."""
+    import realesr_core.archs.rrdbnet as rrdbnet
+
+    net = RRDBNet(scale=4, num_feat=8, num_block=2, num_grow_ch=4).eval()
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    x = torch.rand(2, 3, height, 13)
+    one_piece = net(x).detach()  # grad mode: no strips
+    monkeypatch.setattr(rrdbnet, "CPU_STRIP_BYTES", 1)
+    monkeypatch.setattr(rrdbnet, "MIN_STRIP_ROWS", min_rows)
+    with torch.no_grad():
+        rows = net.body[0].rdb1._strip_rows(torch.zeros(2, 8, height, 13))
+        assert rows <= min_rows  # strips do run where the map is taller
+        assert torch.equal(net(x), one_piece)
