@@ -82,9 +82,9 @@ def cmd_upscale(args: argparse.Namespace) -> int:
             bar = ProgressBar(source.name)
             try:
                 result = upscale(model, loaded.tensor, tile=args.tile, overlap=args.overlap, blend=args.blend,
-                                 border=args.border, precision=args.precision, alpha=args.alpha, outscale=args.outscale,
-                                 width=args.width, height=args.height, device=device, compile=args.compile,
-                                 progress=bar)
+                                 border=args.border, precision=args.precision, alpha=args.alpha,
+                                 outscale=args.outscale, width=args.width, height=args.height, device=device,
+                                 compile=args.compile, progress=bar)
             finally:
                 bar.close()
             bits = loaded.bit_depth if args.bits == "auto" else int(args.bits)

@@ -27,7 +27,7 @@ from .errors import ImageError, RealESRError
 from .padding import pad_reflect
 from .tiling import Grid, Tile, make_grid
 
-# Reflect-padded pixels around the image. None: at its edges the network sees its own zero padding, as in training;
+# Reflect-padded pixels around the image. With 0, at its edges the network sees its own zero padding, as in training;
 # against the same network given the real surroundings, that is 1-2 dB closer in the edge band than a reflected
 # border on all three official model families (bench/border.py). ncnn and Real-ESRGAN's class pad 10.
 DEFAULT_BORDER = 0
