@@ -23,8 +23,10 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from realesr_core import load_model  # noqa: E402
-from realesr_core.engine import upscale  # noqa: E402
+from realesr_core import (
+    load_model,  # noqa: E402
+    upscale,  # noqa: E402
+)
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field", "retina")
 CROP, CONTEXT, BAND = 96, 40, 8

@@ -7,7 +7,8 @@
 
 Every run happens in its own process so that its peak RSS is its own. The baselines are re-created from their
 published descriptions (ComfyUI's `tiled_scale`, Real-ESRGAN's `tile_process`), run on our RRDBNet with the same
-weights, computed plainly as BasicSR and spandrel do (no row strips). Ratios are against the built-in algorithm measured in the same invocation.
+weights, computed plainly as BasicSR and spandrel do (no row strips). Ratios are against the built-in algorithm measured
+in the same invocation.
 """
 
 from __future__ import annotations
@@ -29,9 +30,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from realesr_core import load_model  # noqa: E402
-from realesr_core.archs import rrdbnet  # noqa: E402
-from realesr_core.engine import upscale  # noqa: E402
+from realesr_core import load_model, upscale  # noqa: E402
+from realesr_core.models.archs import rrdbnet  # noqa: E402
 
 MODEL = "RealESRGAN_x4plus"
 MFLOP_PER_PIXEL = 35.8
@@ -90,7 +90,8 @@ def realesrgan_tiles(module: torch.nn.Module, image: torch.Tensor, scale: int, t
         for tx in range(math.ceil(width / tile)):
             y0, y1 = ty * tile, min((ty + 1) * tile, height)
             x0, x1 = tx * tile, min((tx + 1) * tile, width)
-            py0, py1, px0, px1 = max(y0 - tile_pad, 0), min(y1 + tile_pad, height), max(x0 - tile_pad, 0), min(x1 + tile_pad, width)
+            py0, py1 = max(y0 - tile_pad, 0), min(y1 + tile_pad, height)
+            px0, px1 = max(x0 - tile_pad, 0), min(x1 + tile_pad, width)
             result = module(image[..., py0:py1, px0:px1])
             oy, ox = (y0 - py0) * scale, (x0 - px0) * scale
             out[..., y0 * scale : y1 * scale, x0 * scale : x1 * scale] = result[
@@ -133,7 +134,7 @@ def _run_one(method: str, size: int, tile: int, output: str | None) -> dict:
         precision = "fp32" if method == "ours-fp32" else "auto"
         upscaled = upscale(model, image, tile=tile, precision=precision)
         result = upscaled.image
-        info = {"tile": upscaled.tile, "tiles": upscaled.tiles, "precision": upscaled.precision}
+        info = {"tile": upscaled.tile_size, "tiles": upscaled.tile_count, "precision": upscaled.precision}
     seconds = time.perf_counter() - started
     if output:
         np.save(output, result.numpy())
@@ -177,7 +178,8 @@ def speed_table(sizes: list[int]) -> None:
         for method, (info, result) in rows.items():
             reference = whole_image(method, size, rows)
             gflops = MFLOP_PER_PIXEL * size * size / info["seconds"] / 1e3
-            label = method + (f" ({info['precision']}, {info['tiles']} tile(s) of {info['tile']})" if "tiles" in info else "")
+            decided = f" ({info['precision']}, {info['tiles']} tile(s) of {info['tile']})" if "tiles" in info else ""
+            label = method + decided
             print(f"| {size}x{size} | {label} | {info['seconds']:.1f} | "
                   f"{rows['builtin'][0]['seconds'] / info['seconds']:.2f}x | {gflops:.0f} | "
                   f"{psnr(result, reference):.1f} dB | {info['rss_mb']:.0f} MB |", flush=True)

@@ -12,6 +12,7 @@ from realesr_core import RealESRError
 from realesr_core.degradation import (
     KERNEL_TYPES,
     PRESETS,
+    RESIZE_MODES,
     apply_parameters,
     build_kernel,
     diff_jpeg,
@@ -26,7 +27,6 @@ from realesr_core.degradation import (
     sample_parameters,
     usm_sharpen,
 )
-from realesr_core.degradation.ops import RESIZE_MODES
 
 CATEGORY = "image/degradation"
 SEED = ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True,
@@ -88,7 +88,7 @@ class Degrade:
         chw = image.movedim(-1, 1).float()
         params = sample_parameters(config, chw.shape[0], *chw.shape[-2:], seed=seed,
                                    same_on_batch=batch_mode == "same on batch")
-        result = apply_parameters(chw, params, quantise=quantize, keep_size=size == "keep size",
+        result = apply_parameters(chw, params, quantize=quantize, keep_size=size == "keep size",
                                   sharpen_target=sharpen_target)
         return (result.degraded.movedim(1, -1).contiguous(), result.target.movedim(1, -1).contiguous(),
                 json.dumps(params, indent=1))

@@ -7,15 +7,22 @@ from typing import Any
 
 import torch
 
-from realesr_core import PRETRAINED, ModelDescriptor, interpolate_models, load_model, save_model
-from realesr_core.engine import DEFAULT_OVERLAP, PRECISIONS, upscale
+from realesr_core import (
+    PRETRAINED,
+    ModelDescriptor,
+    UpscaleOptions,
+    interpolate_models,
+    load_model,
+    save_model,
+    upscale,
+)
+from realesr_core.upscale.channels import ALPHA_MODES
+from realesr_core.upscale.options import DEFAULT_OVERLAP, PRECISION_CHOICES
 
 from . import comfy_env
-from .upscale_model import as_descriptor, unwrap, wrap
+from .upscale_model import engine_model, realesr_descriptor, to_upscale_model
 
 SIZE_MODES = ["model scale", "factor", "width", "height", "longest side"]
-PRECISION_CHOICES = ["auto", *PRECISIONS]
-ALPHA_CHOICES = ["model", "resize"]
 
 
 def _bchw(image: torch.Tensor) -> torch.Tensor:
@@ -43,7 +50,7 @@ class LoadModel:
 
     def load(self, model_name: str) -> tuple[Any]:
         source = model_name if model_name in PRETRAINED else comfy_env.model_file_path(model_name)
-        return (wrap(load_model(source)),)
+        return (to_upscale_model(load_model(source)),)
 
 
 class Upscale:
@@ -74,10 +81,10 @@ class Upscale:
                     "Tile size in input pixels; 0 picks the largest that fits in free memory.")}),
                 "overlap": ("INT", {"default": DEFAULT_OVERLAP, "min": 0, "max": 256, "step": 4, "tooltip": (
                     "Context pixels each tile sees beyond its own area; more means more seamless and slower.")}),
-                "precision": (PRECISION_CHOICES, {"default": "auto", "tooltip": (
+                "precision": (list(PRECISION_CHOICES), {"default": "auto", "tooltip": (
                     "auto: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32. Tiles that come out NaN or "
                     "black in reduced precision are re-run in fp32.")}),
-                "alpha_mode": (ALPHA_CHOICES, {"default": "model", "tooltip": (
+                "alpha_mode": (list(ALPHA_MODES), {"default": "model", "tooltip": (
                     "How transparency is upscaled: through the model as a gray image, or by a smooth resize.")}),
             },
             "optional": {
@@ -95,7 +102,7 @@ class Upscale:
 
     def upscale(self, upscale_model: Any, image: torch.Tensor, size_mode: str, factor: float, size: int, tile: int,
                 overlap: int, precision: str, alpha_mode: str, mask: torch.Tensor | None = None) -> tuple:
-        model = unwrap(upscale_model)
+        model = engine_model(upscale_model)
         device = comfy_env.torch_device()
         colour = _bchw(image)
         alpha = _alpha_from_mask(mask, colour)
@@ -106,10 +113,12 @@ class Upscale:
         comfy_env.free_memory(weights + 512 * 512 * 4 * 64 * 16, device)
         bar = comfy_env.progress_bar(1)
         progress = (lambda done, total: bar.update_absolute(done, total)) if bar is not None else None
+        options = UpscaleOptions(tile=tile, overlap=overlap, precision=precision, alpha=alpha_mode, device=device,
+                                 output_device=comfy_env.intermediate_device(),
+                                 **_size_options(size_mode, factor, size, colour.shape[-2:]))
+        module.to(device)
         try:
-            result = upscale(model, colour, tile=tile, overlap=overlap, precision=precision, alpha=alpha_mode,
-                             device=device, output_device=comfy_env.intermediate_device(), progress=progress,
-                             **_size_options(size_mode, factor, size, colour.shape[-2:]))
+            result = upscale(model, colour, options, progress=progress)
         finally:
             module.to(comfy_env.offload_device())
         out = result.image
@@ -163,7 +172,7 @@ class ModelBlend:
         }}
 
     def blend(self, model_a: Any, model_b: Any, weight: float) -> tuple[Any]:
-        return (wrap(interpolate_models(as_descriptor(model_a), as_descriptor(model_b), weight)),)
+        return (to_upscale_model(interpolate_models(realesr_descriptor(model_a), realesr_descriptor(model_b), weight)),)
 
 
 class SaveModel:
@@ -195,5 +204,5 @@ class SaveModel:
         while target.exists():
             target = folder / f"{filename.strip()}_{counter:03d}.safetensors"
             counter += 1
-        path = save_model(as_descriptor(upscale_model), target)
+        path = save_model(realesr_descriptor(upscale_model), target)
         return {"ui": {"text": [str(path)]}}

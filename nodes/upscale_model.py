@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from realesr_core import ModelDescriptor, load_model
+from realesr_core import ModelDescriptor, load_model, upscale
 
 # Our descriptor behind each wrapped network, so blend/save/upscale get the full facts back.
 _DESCRIPTORS: "weakref.WeakKeyDictionary[torch.nn.Module, ModelDescriptor]" = weakref.WeakKeyDictionary()
@@ -34,13 +34,11 @@ class DuckUpscaleModel:
 
     @torch.inference_mode()
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
-        from realesr_core.engine import upscale
-
         return upscale(_DESCRIPTORS[self.model], image, tile=10**6, device=image.device,
                        output_device=image.device, precision="fp32").image
 
 
-def wrap(descriptor: ModelDescriptor) -> Any:
+def to_upscale_model(descriptor: ModelDescriptor) -> Any:
     """The UPSCALE_MODEL for one of our models."""
     _DESCRIPTORS[descriptor.module] = descriptor
     try:
@@ -70,13 +68,14 @@ def _architecture(spandrel: Any, name: str) -> Any:
             super().__init__(id=f"realesr.{name}", name=f"{name} (realesr)", detect=lambda state_dict: False)
 
         def load(self, state_dict: Any) -> Any:
-            return wrap(load_model(state_dict))
+            return to_upscale_model(load_model(state_dict))
 
     return RealesrArchitecture()
 
 
-def unwrap(upscale_model: Any) -> ModelDescriptor | Any:
-    """Our descriptor when the model is ours; otherwise the object itself (a spandrel descriptor the engine reads)."""
+def engine_model(upscale_model: Any) -> ModelDescriptor | Any:
+    """What the engine runs: our descriptor when the model is ours, else the object itself (a spandrel descriptor,
+    which the engine describes)."""
     if isinstance(upscale_model, ModelDescriptor):
         return upscale_model
     module = getattr(upscale_model, "model", None)
@@ -85,9 +84,10 @@ def unwrap(upscale_model: Any) -> ModelDescriptor | Any:
     return upscale_model
 
 
-def as_descriptor(upscale_model: Any) -> ModelDescriptor:
-    """Our descriptor for any UPSCALE_MODEL: ComfyUI's own loader's Real-ESRGAN models are converted by state dict."""
-    found = unwrap(upscale_model)
+def realesr_descriptor(upscale_model: Any) -> ModelDescriptor:
+    """Our descriptor with our own network for any UPSCALE_MODEL of a family we know (blend and save need our
+    canonical weights): ComfyUI's own loader's models are rebuilt from their state dict."""
+    found = engine_model(upscale_model)
     if isinstance(found, ModelDescriptor):
         return found
     module = getattr(upscale_model, "model", None)

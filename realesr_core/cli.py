@@ -10,12 +10,13 @@ from pathlib import Path
 
 import torch
 
-from . import zoo
-from .engine import DEFAULT_BLEND, DEFAULT_BORDER, DEFAULT_OVERLAP, PRECISIONS, upscale
 from .degradation import PRESETS, apply_parameters, get_preset, sample_parameters
 from .errors import RealESRError
-from .image_io import READABLE_SUFFIXES, read_image, write_image
-from .model_io import load_model, save_model
+from .media import READABLE_SUFFIXES, read_image, write_image
+from .models import load_model, save_model, zoo
+from .upscale import UpscaleOptions, upscale
+from .upscale.channels import ALPHA_MODES
+from .upscale.options import DEFAULT_BLEND, DEFAULT_BORDER, DEFAULT_OVERLAP, PRECISION_CHOICES
 
 
 def _model_help() -> str:
@@ -71,7 +72,11 @@ class ProgressBar:
 
 def cmd_upscale(args: argparse.Namespace) -> int:
     model = load_model(args.model)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model.module.to(device)  # our own copy of the model: moved once, not per image
+    options = UpscaleOptions(tile=args.tile, overlap=args.overlap, blend=args.blend, border=args.border,
+                             precision=args.precision, alpha=args.alpha, outscale=args.outscale, width=args.width,
+                             height=args.height, device=device, compile=args.compile)
     sources = collect_inputs(args.input)
     label = f"x{args.outscale:g}" if args.outscale else ("resized" if args.width or args.height else f"x{model.scale}")
     failures = 0
@@ -81,10 +86,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
             loaded = read_image(source)
             bar = ProgressBar(source.name)
             try:
-                result = upscale(model, loaded.tensor, tile=args.tile, overlap=args.overlap, blend=args.blend,
-                                 border=args.border, precision=args.precision, alpha=args.alpha,
-                                 outscale=args.outscale, width=args.width, height=args.height, device=device,
-                                 compile=args.compile, progress=bar)
+                result = upscale(model, loaded.tensor, options, progress=bar)
             finally:
                 bar.close()
             bits = loaded.bit_depth if args.bits == "auto" else int(args.bits)
@@ -96,7 +98,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         h, w = loaded.tensor.shape[-2:]
         out_h, out_w = result.image.shape[-2:]
         print(f"{source} ({w}x{h}) -> {target} ({out_w}x{out_h}, {bits}-bit) with {model.name or model.source}: "
-              f"{result.seconds:.1f} s, {result.tiles} tile(s) of {result.tile} px, {result.precision}"
+              f"{result.seconds:.1f} s, {result.tile_count} tile(s) of {result.tile_size} px, {result.precision}"
               + (f", {result.fp32_reruns} re-run in fp32" if result.fp32_reruns else ""))
     return 1 if failures else 0
 
@@ -153,13 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--blend", type=int, default=DEFAULT_BLEND, help="half-width of the cross-fade between tiles")
     up.add_argument("--border", type=int, default=DEFAULT_BORDER,
                     help="pixels reflected around the image (0: the network's own edges; ncnn and Real-ESRGAN use 10)")
-    up.add_argument("--precision", default="auto", choices=["auto", *PRECISIONS],
+    up.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
                     help="auto: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32")
     size = up.add_mutually_exclusive_group()
     size.add_argument("-s", "--outscale", type=float, help="output scale factor (e.g. 2 with a x4 model)")
     size.add_argument("--width", type=int, help="output width (height follows unless --height is given)")
     up.add_argument("--height", type=int, help="output height (width follows unless --width is given)")
-    up.add_argument("--alpha", default="model", choices=["model", "resize"],
+    up.add_argument("--alpha", default="model", choices=ALPHA_MODES,
                     help="upscale transparency with the model (as a gray image) or by a smooth resize")
     up.add_argument("--bits", default="auto", choices=["auto", "8", "16"], help="output bit depth (auto: as input)")
     up.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")

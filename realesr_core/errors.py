@@ -15,3 +15,11 @@ class ModelLoadError(RealESRError, ValueError):
 
 class ImageError(RealESRError, ValueError):
     """An input image (file or tensor) is unusable: empty, wrong rank or channels, NaN, unreadable."""
+
+
+class UpscaleCancelled(RealESRError):
+    """The caller's cancel check asked to stop; no partial result is returned."""
+
+
+class UpscaleOutOfMemory(RealESRError, MemoryError):
+    """Even the smallest tiles did not fit."""

@@ -8,7 +8,7 @@ from PIL import Image
 
 from realesr_core.cli import main
 
-from conftest import photo, psnr
+from helpers import photo, psnr
 
 
 def test_upscale_default_model_on_a_photo(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -58,7 +58,7 @@ def test_directory_of_images_with_options(tmp_path: Path) -> None:
 
 
 def test_exact_width_and_16bit_png(tmp_path: Path) -> None:
-    from realesr_core.png16 import read_png16, write_png16
+    from realesr_core.media.png16 import read_png16, write_png16
 
     source = tmp_path / "deep.png"
     write_png16(source, (photo(20).astype(np.uint16) * 257 + 3))
@@ -84,7 +84,7 @@ def test_degrade_writes_pairs_and_replayable_parameters(tmp_path: Path) -> None:
     import torch
 
     from realesr_core.degradation import apply_parameters
-    from realesr_core.image_io import read_image
+    from realesr_core.media.images import read_image
 
     source = tmp_path / "clean"
     source.mkdir()

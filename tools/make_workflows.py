@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from workflow_format import build_ui, widget_values as ours
+from workflow_format import build_ui
+from workflow_format import widget_values as ours
 
 OUT = Path(__file__).resolve().parents[1] / "example_workflows"
 PHOTO = "example.png"  # ComfyUI ships input/example.png; pick any image in LoadImage

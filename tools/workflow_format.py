@@ -40,7 +40,7 @@ def signature(node_type: str) -> dict:
             else:
                 inputs.append([name, kind])
     names = getattr(cls, "RETURN_NAMES", None) or cls.RETURN_TYPES
-    outputs = [[n, t] for n, t in zip(names, cls.RETURN_TYPES)]
+    outputs = [[n, t] for n, t in zip(names, cls.RETURN_TYPES, strict=True)]
     return {"inputs": inputs, "outputs": outputs, "widgets": widgets, "widget_specs": widget_specs,
             "output_node": bool(getattr(cls, "OUTPUT_NODE", False))}
 
@@ -76,7 +76,7 @@ def build_ui(nodes: list[dict], title: str) -> dict:
     order = _topological(nodes)
     for node in nodes:
         sig = signature(node["type"])
-        link_for = {(l[3], l[4]): l[0] for l in links}
+        link_for = {(link[3], link[4]): link[0] for link in links}
         ui_nodes.append({
             "id": node["id"], "type": node["type"], "pos": node["pos"], "size": node.get("size", [320, 200]),
             "flags": {}, "order": order.index(node["id"]), "mode": 0,
@@ -107,14 +107,14 @@ def _topological(nodes: list[dict]) -> list[int]:
 
 def to_api(workflow: dict) -> dict:
     """UI format -> API format: active nodes only, widgets mapped to names, frontend-only values dropped."""
-    links = {l[0]: l for l in workflow["links"]}
+    links = {link[0]: link for link in workflow["links"]}
     prompt = {}
     for node in workflow["nodes"]:
         sig = signature(node["type"])
         if node.get("mode", 0) != 0 or BUILTINS.get(node["type"], {}).get("virtual"):
             continue
         inputs: dict[str, Any] = {}
-        for name, value in zip(sig["widgets"], node["widgets_values"]):
+        for name, value in zip(sig["widgets"], node["widgets_values"], strict=False):
             if name not in (CONTROL, UPLOAD):
                 inputs[name] = value
         for slot_input in node["inputs"]:

@@ -2,11 +2,11 @@
 
 from .jpeg import diff_jpeg, pillow_jpeg
 from .kernels import KERNEL_TYPES, build_kernel
-from .ops import check_images, filter2d, gaussian_noise, on_colour, poisson_noise, quantise, resize, usm_sharpen
+from .ops import RESIZE_MODES, filter2d, gaussian_noise, on_colour, poisson_noise, quantize, resize, usm_sharpen
 from .pipeline import (
     PRESETS,
-    Degraded,
     DegradationConfig,
+    Degraded,
     apply_parameters,
     degrade,
     get_preset,
@@ -18,11 +18,11 @@ from .pipeline import (
 __all__ = [
     "KERNEL_TYPES",
     "PRESETS",
+    "RESIZE_MODES",
     "Degraded",
     "DegradationConfig",
     "apply_parameters",
     "build_kernel",
-    "check_images",
     "degrade",
     "diff_jpeg",
     "filter2d",
@@ -31,7 +31,7 @@ __all__ = [
     "on_colour",
     "pillow_jpeg",
     "poisson_noise",
-    "quantise",
+    "quantize",
     "resize",
     "sample_blur_kernels",
     "sample_kernel",

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from PIL import Image
 
 # ITU-T T.81 Annex K tables, natural order: rows are vertical frequency, columns horizontal.
@@ -66,21 +67,20 @@ def _round(x: torch.Tensor, differentiable: bool) -> torch.Tensor:
 
 
 def _blocks(plane: torch.Tensor) -> torch.Tensor:
-    batch, height, width = plane.shape
-    return plane.view(batch, height // 8, 8, width // 8, 8).permute(0, 1, 3, 2, 4)
+    """`[B, H, W]` planes (H, W multiples of 8) as `[B, rows, cols, 8, 8]` blocks."""
+    return rearrange(plane, "b (rows y) (cols x) -> b rows cols y x", y=8, x=8)
 
 
 def _unblocks(blocks: torch.Tensor) -> torch.Tensor:
-    batch, rows, cols = blocks.shape[:3]
-    return blocks.permute(0, 1, 3, 2, 4).reshape(batch, rows * 8, cols * 8)
+    return rearrange(blocks, "b rows cols y x -> b (rows y) (cols x)")
 
 
 def _compress_plane(plane: torch.Tensor, table: torch.Tensor, dct: torch.Tensor, differentiable: bool) -> torch.Tensor:
     blocks = _blocks(plane - 128)
     coefficients = dct @ blocks @ dct.T
     table = table[:, None, None]
-    quantised = _round(coefficients / table, differentiable)
-    return _unblocks(dct.T @ (quantised * table) @ dct) + 128
+    quantized = _round(coefficients / table, differentiable)
+    return _unblocks(dct.T @ (quantized * table) @ dct) + 128
 
 
 def _fancy_upsample(plane: torch.Tensor) -> torch.Tensor:
@@ -99,7 +99,7 @@ def diff_jpeg(images: torch.Tensor, quality: float | Sequence[float] | torch.Ten
               differentiable: bool = True) -> torch.Tensor:
     """JPEG-compresses a batch [B, C, H, W] (C = 1 or 3, 0..1) at a per-image (float) quality in 1..100.
 
-    With `differentiable=False` the quantisation and the 8-bit colour planes round exactly, as the codec does.
+    With `differentiable=False` the quantization and the 8-bit colour planes round exactly, as the codec does.
     """
     batch, channels, height, width = images.shape
     if channels not in (1, 3):

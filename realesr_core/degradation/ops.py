@@ -7,30 +7,19 @@ from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 
-from ..errors import ImageError
-from ..padding import pad_reflect
+from ..imaging import check_images, luminance, pad_reflect
 
 RESIZE_MODES = ("area", "bilinear", "bicubic")
-GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # the grayscale conversion of Real-ESRGAN's Poisson noise
-
-
-def check_images(images: torch.Tensor) -> None:
-    """Rejects what no degradation can run on, saying what was wrong."""
-    if not isinstance(images, torch.Tensor) or images.dim() != 4:
-        raise ImageError(f"expected an image batch [B, C, H, W], got {getattr(images, 'shape', type(images))}")
-    if images.numel() == 0:
-        raise ImageError(f"image batch is empty: shape {list(images.shape)}")
-    if images.shape[1] not in (1, 3, 4):
-        raise ImageError(f"expected 1, 3 or 4 channels, got {images.shape[1]}")
-    if not images.is_floating_point() or not torch.isfinite(images).all():
-        raise ImageError("expected a finite float image in 0..1 (found NaN, Inf or an integer dtype)")
+POISSON_GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # the grayscale conversion of Real-ESRGAN's Poisson noise
+CHANNELS = (1, 3, 4)  # gray, RGB, RGBA (alpha passes through undamaged)
 
 
 def on_colour(images: torch.Tensor, operation: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
     """Checks the batch and runs `operation` on its colour channels; an RGBA image's alpha is left undamaged and
     follows the result's size."""
-    check_images(images)
+    check_images(images, CHANNELS)
     images = images.float()
     if images.shape[1] != 4:
         return operation(images).clamp(0, 1)
@@ -40,26 +29,24 @@ def on_colour(images: torch.Tensor, operation: Callable[[torch.Tensor], torch.Te
 
 def filter2d(images: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
     """Correlates each image with its own kernel ([k, k] for all, or [B, k, k]), reflect-padded: one grouped conv."""
-    batch, channels, height, width = images.shape
+    batch, channels = images.shape[:2]
     if kernels.dim() == 2:
         kernels = kernels.expand(batch, -1, -1)
     size = kernels.shape[-1]
     padded = pad_reflect(images, size // 2, size // 2, size // 2, size // 2)
     weight = kernels.to(images).repeat_interleave(channels, 0)[:, None]
-    out = F.conv2d(padded.reshape(1, batch * channels, *padded.shape[-2:]), weight, groups=batch * channels)
-    return out.view(batch, channels, height, width)
+    out = F.conv2d(rearrange(padded, "b c h w -> 1 (b c) h w"), weight, groups=batch * channels)
+    return rearrange(out, "1 (b c) h w -> b c h w", b=batch)
 
 
 def filter2d_separable(images: torch.Tensor, kernel_1d: torch.Tensor) -> torch.Tensor:
     """filter2d with the kernel outer(k, k), as two 1-D passes over the same reflect-padded image: the same
     result as the 2-D kernel, k / 2 times fewer operations."""
-    batch, channels, height, width = images.shape
     size = kernel_1d.shape[0]
-    padded = pad_reflect(images, size // 2, size // 2, size // 2, size // 2).reshape(batch * channels, 1,
-                                                                                    height + size - 1, width + size - 1)
+    padded = pad_reflect(images, size // 2, size // 2, size // 2, size // 2)
     kernel = kernel_1d.to(images)
-    rows = F.conv2d(padded, kernel.view(1, 1, 1, size))
-    return F.conv2d(rows, kernel.view(1, 1, size, 1)).view(batch, channels, height, width)
+    rows = F.conv2d(rearrange(padded, "b c h w -> (b c) 1 h w"), kernel.view(1, 1, 1, size))
+    return rearrange(F.conv2d(rows, kernel.view(1, 1, size, 1)), "(b c) 1 h w -> b c h w", b=images.shape[0])
 
 
 def resize(images: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
@@ -96,17 +83,12 @@ def poisson_noise(images: torch.Tensor, scale: Sequence[float] | torch.Tensor, g
     cpu = images.detach().float().cpu()
     noise = torch.zeros_like(cpu)
     for i in range(batch):
-        source = luminance(cpu[i : i + 1]) if gray[i] and cpu.shape[1] == 3 else cpu[i : i + 1]
-        quantised = torch.round(source.clamp(0, 1) * 255) / 255
-        levels = 2 ** math.ceil(math.log2(max(len(torch.unique(quantised)), 1)))
-        sample = torch.poisson(quantised * levels, generator=generator) / levels - quantised
+        source = luminance(cpu[i : i + 1], POISSON_GRAY_WEIGHTS) if gray[i] and cpu.shape[1] == 3 else cpu[i : i + 1]
+        quantized = quantize(source)
+        levels = 2 ** math.ceil(math.log2(max(len(torch.unique(quantized)), 1)))
+        sample = torch.poisson(quantized * levels, generator=generator) / levels - quantized
         noise[i : i + 1] = sample.expand_as(cpu[i : i + 1])
     return (images + (noise * scale).to(images)).clamp(0, 1)
-
-
-def luminance(images: torch.Tensor) -> torch.Tensor:
-    weights = torch.tensor(GRAY_WEIGHTS, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
-    return (images * weights).sum(1, keepdim=True)
 
 
 def usm_sharpen(images: torch.Tensor, radius: int = 50, weight: float = 0.5, threshold: float = 10) -> torch.Tensor:
@@ -125,5 +107,6 @@ def usm_sharpen(images: torch.Tensor, radius: int = 50, weight: float = 0.5, thr
     return soft * sharp + (1 - soft) * images
 
 
-def quantise(images: torch.Tensor) -> torch.Tensor:
+def quantize(images: torch.Tensor) -> torch.Tensor:
+    """Rounded to 8-bit levels, as an image saved to PNG and read back."""
     return torch.round(images.clamp(0, 1) * 255) / 255

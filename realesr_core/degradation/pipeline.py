@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from ..errors import RealESRError
+from ..imaging import check_images
 from . import ops
 from .jpeg import diff_jpeg
 from .kernels import KERNEL_TYPES, build_kernel
@@ -92,7 +93,8 @@ def _checked(name: str, value: Any, default: Any) -> Any:
     else:
         ok = isinstance(value, (list, tuple)) and len(value) == len(default) and all(number(v) for v in value)
     if not ok:
-        raise RealESRError(f"degradation setting {name} must look like {list(default) if isinstance(default, tuple) else default!r}, got {value!r}")
+        example = list(default) if isinstance(default, tuple) else default
+        raise RealESRError(f"degradation setting {name} must look like {example!r}, got {value!r}")
     return tuple(value) if isinstance(value, list) else value
 
 
@@ -293,10 +295,10 @@ class Degraded:
     params: list[Params] = field(default_factory=list)
 
 
-def apply_parameters(images: torch.Tensor, params: list[Params], *, quantise: bool = True, keep_size: bool = False,
+def apply_parameters(images: torch.Tensor, params: list[Params], *, quantize: bool = True, keep_size: bool = False,
                      sharpen_target: bool = False) -> Degraded:
     """Applies drawn parameters; the same images and parameters always give the same output."""
-    ops.check_images(images)
+    check_images(images, ops.CHANNELS)
     if len(params) != images.shape[0]:
         raise RealESRError(f"{len(params)} parameter sets for a batch of {images.shape[0]} images")
     height, width = images.shape[-2:]
@@ -315,8 +317,8 @@ def apply_parameters(images: torch.Tensor, params: list[Params], *, quantise: bo
         return torch.cat([pieces[i] for i in range(len(params))], 0)
 
     degraded = ops.on_colour(images, degrade_colour)
-    if quantise:
-        degraded = ops.quantise(degraded)
+    if quantize:
+        degraded = ops.quantize(degraded)
     if keep_size:
         degraded = ops.resize(degraded, (height, width), "bicubic").clamp(0, 1)
     target = ops.on_colour(images, ops.usm_sharpen) if sharpen_target else images.float()
@@ -324,12 +326,12 @@ def apply_parameters(images: torch.Tensor, params: list[Params], *, quantise: bo
 
 
 def degrade(images: torch.Tensor, config: DegradationConfig | str = "realesrgan_x4", *, seed: int | None = None,
-            generator: torch.Generator | None = None, same_on_batch: bool = False, quantise: bool = True,
+            generator: torch.Generator | None = None, same_on_batch: bool = False, quantize: bool = True,
             keep_size: bool = False, sharpen_target: bool = False) -> Degraded:
     """Samples and applies the full pipeline: per-image damage by default, the same on every image on request."""
-    ops.check_images(images)
+    check_images(images, ops.CHANNELS)
     if isinstance(config, str):
         config = get_preset(config)
     params = sample_parameters(config, images.shape[0], *images.shape[-2:], seed=seed, generator=generator,
                                same_on_batch=same_on_batch)
-    return apply_parameters(images, params, quantise=quantise, keep_size=keep_size, sharpen_target=sharpen_target)
+    return apply_parameters(images, params, quantize=quantize, keep_size=keep_size, sharpen_target=sharpen_target)

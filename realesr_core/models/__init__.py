@@ -1,0 +1,21 @@
+"""Networks and how they load: one module per architecture in `archs/`, the registry that recognises them,
+loading / saving / blending, the ncnn reader and the bundled official weights."""
+
+from .descriptor import ModelDescriptor, describe
+from .loading import ModelSource, interpolate_models, load_model, save_model
+from .registry import register
+from .spec import ArchitectureSpec
+from .zoo import DEFAULT_MODEL, PRETRAINED
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "PRETRAINED",
+    "ArchitectureSpec",
+    "ModelDescriptor",
+    "ModelSource",
+    "describe",
+    "interpolate_models",
+    "load_model",
+    "register",
+    "save_model",
+]

@@ -1,0 +1,305 @@
+"""RRDBNet, the generator of ESRGAN and Real-ESRGAN (BasicSR layout and key names), and its spec.
+
+The canonical keys are BasicSR's: `conv_first`, `body.N.rdbK.convJ`, `conv_body`, `conv_upN`, `conv_hr`,
+`conv_last`. The spec maps the foreign layouts (old ESRGAN `model.N`, ESRGAN-repo `RRDB_trunk`) onto them.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...errors import ModelLoadError
+from ..spec import ArchitectureSpec, Hyperparameters, StateDict, tensor_shape
+
+LEAKY_SLOPE = 0.2
+RESIDUAL_SCALE = 0.2
+STRIP_ELEMENTS = 1 << 24  # elements of one full-resolution feature strip in inference
+# Bytes of a dense block's features per row strip on the CPU: small enough to stay in a typical L3 cache, where
+# whole-image dense blocks stream from RAM (x4plus at 512x512: 1.3x faster in strips; bench/tiling.py --ceiling 512).
+CPU_STRIP_BYTES = 16 << 20
+MIN_STRIP_ROWS = 32  # below this the recomputed halo rows cost more than the cache saves
+
+
+def _in_row_strips(height: int, rows: int, compute_rows: Callable[[int, int], torch.Tensor]) -> torch.Tensor:
+    """Output rows [0, height) computed as [top, bottom) pieces of `rows` rows, joined along the height."""
+    if rows >= height:
+        return compute_rows(0, height)  # one piece: no copy
+    return torch.cat([compute_rows(top, min(top + rows, height)) for top in range(0, height, rows)], dim=2)
+
+
+def _conv3x3(in_ch: int, out_ch: int) -> nn.Conv2d:
+    return nn.Conv2d(in_ch, out_ch, 3, 1, 1)
+
+
+class ResidualDenseBlock(nn.Module):
+    """Five densely connected convs; the output is scaled by 0.2 and added to the input."""
+
+    def __init__(self, num_feat: int, num_grow_ch: int) -> None:
+        super().__init__()
+        self.conv1 = _conv3x3(num_feat, num_grow_ch)
+        self.conv2 = _conv3x3(num_feat + num_grow_ch, num_grow_ch)
+        self.conv3 = _conv3x3(num_feat + 2 * num_grow_ch, num_grow_ch)
+        self.conv4 = _conv3x3(num_feat + 3 * num_grow_ch, num_grow_ch)
+        self.conv5 = _conv3x3(num_feat + 4 * num_grow_ch, num_feat)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _in_row_strips(x.shape[2], self._strip_rows(x), lambda top, bottom: self._rows(x, top, bottom))
+
+    def _strip_rows(self, x: torch.Tensor) -> int:
+        """Rows per strip: the whole height, except for CPU inference on maps whose features outgrow the cache."""
+        batch, _, height, width = x.shape
+        if x.device.type != "cpu" or torch.is_grad_enabled():
+            return height
+        row_bytes = batch * width * self.conv5.in_channels * x.element_size()
+        rows = max(MIN_STRIP_ROWS, CPU_STRIP_BYTES // max(1, row_bytes))
+        return math.ceil(height / math.ceil(height / rows))  # even strips
+
+    def _rows(self, x: torch.Tensor, top: int, bottom: int) -> torch.Tensor:
+        """Output rows [top, bottom), exactly as the whole-image pass gives them.
+
+        Each of the five convs reads one row either side, so the input is taken with five rows of halo (clipped at
+        the real border, where the convs' zero padding is what the whole pass uses too) and every conv's output
+        loses its outermost row on each side that is not the real border.
+        """
+        height = x.shape[2]
+        lo, hi = max(top - 5, 0), min(bottom + 5, height)
+        features = [x[:, :, lo:hi]]
+        for conv in (self.conv1, self.conv2, self.conv3, self.conv4, self.conv5):
+            out = conv(torch.cat(features, 1) if len(features) > 1 else features[0])
+            cut_top, cut_bottom = int(lo > 0), int(hi < height)
+            lo, hi = lo + cut_top, hi - cut_bottom
+            features = [f[:, :, cut_top : f.shape[2] - cut_bottom] for f in features]
+            out = out[:, :, cut_top : out.shape[2] - cut_bottom]
+            if conv is not self.conv5:
+                features.append(F.leaky_relu(out, LEAKY_SLOPE, inplace=True))
+        return (out * RESIDUAL_SCALE + features[0])[:, :, top - lo : bottom - lo]
+
+
+class RRDB(nn.Module):
+    """Residual-in-residual dense block: three RDBs with a scaled skip around them."""
+
+    def __init__(self, num_feat: int, num_grow_ch: int) -> None:
+        super().__init__()
+        self.rdb1 = ResidualDenseBlock(num_feat, num_grow_ch)
+        self.rdb2 = ResidualDenseBlock(num_feat, num_grow_ch)
+        self.rdb3 = ResidualDenseBlock(num_feat, num_grow_ch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.rdb3(self.rdb2(self.rdb1(x))) * RESIDUAL_SCALE + x
+
+
+def default_unshuffle(scale: int) -> int:
+    """BasicSR's convention: x2 and x1 models run a x4 trunk on a pixel-unshuffled input; x4 and x8 need none."""
+    return {1: 4, 2: 2}.get(scale, 1)
+
+
+class RRDBNet(nn.Module):
+    """ESRGAN generator.
+
+    The trunk upsamples by 2 ** num_upsample with nearest + conv stages (conv_up1, conv_up2, ...). `unshuffle`
+    pixel-unshuffles the input first, so scale = 2 ** num_upsample / unshuffle. With `unshuffle=None` BasicSR's
+    choice for the scale is used (x4 trunk for x1 and x2); old-ESRGAN native x1/x2 models set `unshuffle=1`.
+    """
+
+    def __init__(
+        self,
+        num_in_ch: int = 3,
+        num_out_ch: int = 3,
+        scale: int = 4,
+        num_feat: int = 64,
+        num_block: int = 23,
+        num_grow_ch: int = 32,
+        unshuffle: int | None = None,
+    ) -> None:
+        super().__init__()
+        unshuffle = default_unshuffle(scale) if unshuffle is None else unshuffle
+        trunk_scale = scale * unshuffle
+        num_upsample = round(math.log2(trunk_scale)) if trunk_scale >= 1 else -1
+        if unshuffle not in (1, 2, 4) or num_upsample < 0 or 2**num_upsample != trunk_scale:
+            raise ValueError(f"RRDBNet cannot make scale {scale} with pixel-unshuffle {unshuffle}")
+        self.scale = scale
+        self.unshuffle = unshuffle
+        self.num_in_ch = num_in_ch
+        self.num_out_ch = num_out_ch
+        self.conv_first = _conv3x3(num_in_ch * unshuffle**2, num_feat)
+        self.body = nn.Sequential(*(RRDB(num_feat, num_grow_ch) for _ in range(num_block)))
+        self.conv_body = _conv3x3(num_feat, num_feat)
+        self.num_upsample = num_upsample
+        for i in range(1, num_upsample + 1):
+            self.add_module(f"conv_up{i}", _conv3x3(num_feat, num_feat))
+        self.conv_hr = _conv3x3(num_feat, num_feat)
+        self.conv_last = _conv3x3(num_feat, num_out_ch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.unshuffle > 1:
+            x = F.pixel_unshuffle(x, self.unshuffle)
+        feat = self.conv_first(x)
+        feat = feat + self.conv_body(self.body(feat))
+        if self.num_upsample == 0:
+            return self._tail(feat)
+        for i in range(1, self.num_upsample):
+            feat = self._upsample(feat, i)
+        if torch.is_grad_enabled():
+            return self._tail(self._upsample(feat, self.num_upsample))
+        return self._last_stage_in_strips(feat)
+
+    def _upsample(self, feat: torch.Tensor, stage: int) -> torch.Tensor:
+        conv_up = getattr(self, f"conv_up{stage}")
+        return F.leaky_relu(conv_up(F.interpolate(feat, scale_factor=2, mode="nearest")), LEAKY_SLOPE, inplace=True)
+
+    def _tail(self, feat: torch.Tensor) -> torch.Tensor:
+        return self.conv_last(F.leaky_relu(self.conv_hr(feat), LEAKY_SLOPE, inplace=True))
+
+    def _last_stage_in_strips(self, feat: torch.Tensor) -> torch.Tensor:
+        """The last upsample, conv_hr and conv_last, computed in horizontal strips of the output.
+
+        At full output resolution these hold num_feat channels per output pixel, most of a forward pass's
+        memory. The three 3x3 convs see 3 rows either side, so each strip is computed with a 3-row halo (clipped
+        at the real border, where zero padding is what the whole-image pass uses too) and cropped: the result is
+        identical to the unsplit pass, at a fraction of the peak memory.
+        """
+        batch, channels, height, width = feat.shape
+        out_height, halo = 2 * height, 3
+        rows_per_strip = max(8, STRIP_ELEMENTS // max(1, batch * channels * 2 * width))
+
+        def strip(top: int, bottom: int) -> torch.Tensor:
+            lo, hi = max(top - halo, 0), min(bottom + halo, out_height)
+            source = feat[..., lo // 2 : (hi + 1) // 2, :]
+            upsampled = F.interpolate(source, scale_factor=2, mode="nearest")[..., lo % 2 : lo % 2 + hi - lo, :]
+            stage = F.leaky_relu(self.conv_up_last(upsampled), LEAKY_SLOPE, inplace=True)
+            return self._tail(stage)[..., top - lo : bottom - lo, :]
+
+        return _in_row_strips(out_height, rows_per_strip, strip)
+
+    @property
+    def conv_up_last(self) -> nn.Conv2d:
+        return getattr(self, f"conv_up{self.num_upsample}")
+
+    def peak_elements_per_pixel(self) -> float:
+        """Activation elements alive at the peak of an inference pass, per input pixel (sizes the tiles): the
+        dense blocks in LR space, or the second-to-last upsample level, plus the output."""
+        num_feat = self.conv_first.out_channels
+        dense = self.body[0].rdb1.conv5.in_channels if len(self.body) else num_feat
+        trunk = (2 * dense + 3 * num_feat) / self.unshuffle**2
+        before_last = 3 * num_feat * (self.scale / 2) ** 2 if self.num_upsample else 0
+        return max(trunk, before_last) + 2 * self.num_out_ch * self.scale**2
+
+
+def matches(state: StateDict) -> bool:
+    return "conv_first.weight" in state and "body.0.rdb1.conv1.weight" in state
+
+
+def read_hyperparameters(state: StateDict) -> Hyperparameters:
+    num_feat, in_ch_unshuffled = tensor_shape(state, "conv_first.weight", 4)[:2]
+    num_out_ch = tensor_shape(state, "conv_last.weight", 4)[0]
+    num_grow_ch = tensor_shape(state, "body.0.rdb1.conv1.weight", 4)[0]
+    num_block = len({k.split(".")[1] for k in state if k.startswith("body.")})
+    num_upsample = len({k.split(".")[0] for k in state if re.match(r"conv_up\d+\.", k)})
+    # x2 / x1 models pixel-unshuffle their input, which shows as 4x / 16x input channels on conv_first.
+    unshuffle = 1
+    for factor in (4, 2):
+        if in_ch_unshuffled == num_out_ch * factor**2 and 2**num_upsample >= factor:
+            unshuffle = factor
+            break
+    if num_upsample == 0 or 2**num_upsample < unshuffle:
+        unshuffle = 1
+    return {
+        "num_in_ch": in_ch_unshuffled // unshuffle**2,
+        "num_out_ch": num_out_ch,
+        "scale": 2**num_upsample // unshuffle,
+        "num_feat": num_feat,
+        "num_block": num_block,
+        "num_grow_ch": num_grow_ch,
+        "unshuffle": unshuffle,
+    }
+
+
+def canonicalize(state: StateDict) -> StateDict:
+    """Old ESRGAN and ESRGAN-repo layouts mapped onto BasicSR's keys; anything else comes back unchanged."""
+    if any(".conv1x1." in k for k in state):
+        raise ModelLoadError("this is an ESRGAN+ model (conv1x1 in the dense blocks), which is not supported")
+    if "model.0.weight" in state:
+        return _from_old_esrgan(state)
+    if any(k.startswith("RRDB_trunk.") for k in state):
+        return _from_rrdb_trunk(state)
+    return state
+
+
+_OLD_RDB = re.compile(r"model\.1\.sub\.(\d+)\.RDB(\d)\.conv(\d)\.0\.(weight|bias)$")
+_OLD_TRUNK = re.compile(r"model\.1\.sub\.(\d+)\.(weight|bias)$")
+_OLD_TOP = re.compile(r"model\.(\d+)\.(weight|bias)$")
+
+
+def _from_old_esrgan(state: StateDict) -> StateDict:
+    """Old ESRGAN: a flat Sequential; upsample stages take 3 indices (Upsample, conv, LeakyReLU) from index 3."""
+    out: StateDict = {}
+    trunk: dict[int, StateDict] = {}
+    top: dict[int, StateDict] = {}
+    for key, value in state.items():
+        if m := _OLD_RDB.match(key):
+            out[f"body.{m[1]}.rdb{m[2]}.conv{m[3]}.{m[4]}"] = value
+        elif m := _OLD_TRUNK.match(key):
+            trunk.setdefault(int(m[1]), {})[m[2]] = value
+        elif m := _OLD_TOP.match(key):
+            top.setdefault(int(m[1]), {})[m[2]] = value
+        else:
+            raise ModelLoadError(f"unexpected key {key!r} in an old-ESRGAN (model.N) state dict")
+    if len(trunk) != 1:
+        raise ModelLoadError(f"old-ESRGAN state dict should have one trunk conv in model.1.sub, found {len(trunk)}")
+    (trunk_index, trunk_params), = trunk.items()
+    blocks = {int(k.split(".")[1]) for k in out}
+    if blocks != set(range(trunk_index)):
+        raise ModelLoadError(f"old-ESRGAN trunk conv is model.1.sub.{trunk_index} but the blocks found are {sorted(blocks)}")
+    indices = sorted(top)
+    if not indices or indices[0] != 0 or len(indices) < 3:
+        raise ModelLoadError(f"old-ESRGAN state dict needs model.0, upsample, HR and last convs; found indices {indices}")
+    num_upsample = len(indices) - 3
+    expected = [0] + [3 * (i + 1) for i in range(num_upsample)] + [3 * num_upsample + 2, 3 * num_upsample + 4]
+    if indices != expected:
+        raise ModelLoadError(f"old-ESRGAN conv indices {indices} do not match any upsampler (expected {expected})")
+    names = ["conv_first"] + [f"conv_up{i + 1}" for i in range(num_upsample)] + ["conv_hr", "conv_last"]
+    for name, index in zip(names, indices, strict=True):
+        out.update({f"{name}.{p}": v for p, v in top[index].items()})
+    out.update({f"conv_body.{p}": v for p, v in trunk_params.items()})
+    return out
+
+
+_TRUNK_RENAMES = (
+    (re.compile(r"RRDB_trunk\.(\d+)\.RDB(\d)\.conv(\d)\."), r"body.\1.rdb\2.conv\3."),
+    (re.compile(r"trunk_conv\."), "conv_body."),
+    (re.compile(r"upconv(\d)\."), r"conv_up\1."),
+    (re.compile(r"HRconv\."), "conv_hr."),
+)
+
+
+def _from_rrdb_trunk(state: StateDict) -> StateDict:
+    """ESRGAN-repo new layout (BSRGAN, RealSR): the same network under other names."""
+    out: StateDict = {}
+    for key, value in state.items():
+        for pattern, replacement in _TRUNK_RENAMES:
+            key = pattern.sub(replacement, key, count=1) if pattern.match(key) else key
+        out[key] = value
+    return out
+
+
+def tags(hp: Hyperparameters) -> list[str]:
+    return [f"{hp['num_feat']}nf", f"{hp['num_block']}nb", f"{hp['num_grow_ch']}gc"] + (
+        ["unshuffle"] if hp["unshuffle"] > 1 else [])
+
+
+SPEC = ArchitectureSpec(
+    name="RRDBNet",
+    build=RRDBNet,
+    matches=matches,
+    read_hyperparameters=read_hyperparameters,
+    expected_keys="RRDBNet keys (conv_first, body.N.rdbK.convJ / model.N / RRDB_trunk)",
+    tags=tags,
+    canonicalize=canonicalize,
+    size_multiple=lambda hp: hp.get("unshuffle") or default_unshuffle(hp.get("scale", 4)),
+)

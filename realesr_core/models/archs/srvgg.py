@@ -1,0 +1,108 @@
+"""SRVGGNetCompact, Real-ESRGAN's small VGG-style network (realesr-animevideov3, realesr-general-x4v3), and its
+spec. Canonical keys: `body.N.weight` / `body.N.bias`, convs at even N and PReLU slopes at odd N."""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...errors import ModelLoadError
+from ..spec import ArchitectureSpec, Hyperparameters, StateDict, tensor_shape
+
+ACTIVATIONS = ("prelu", "relu", "leakyrelu")
+
+
+def _activation(act_type: str, num_feat: int) -> nn.Module:
+    if act_type == "prelu":
+        return nn.PReLU(num_parameters=num_feat)
+    if act_type == "relu":
+        return nn.ReLU()
+    if act_type == "leakyrelu":
+        return nn.LeakyReLU(0.1)
+    raise ValueError(f"unknown activation {act_type!r}; expected one of {ACTIVATIONS}")
+
+
+class SRVGGNetCompact(nn.Module):
+    """A plain conv stack in LR space, pixel shuffle, plus the nearest-upsampled input (the net learns a residual)."""
+
+    def __init__(
+        self,
+        num_in_ch: int = 3,
+        num_out_ch: int = 3,
+        num_feat: int = 64,
+        num_conv: int = 16,
+        upscale: int = 4,
+        act_type: str = "prelu",
+    ) -> None:
+        super().__init__()
+        if upscale < 1:
+            raise ValueError(f"SRVGGNetCompact needs an integer upscale >= 1, got {upscale}")
+        if num_in_ch not in (1, num_out_ch):
+            raise ValueError(f"the nearest-upsampled input ({num_in_ch} ch) cannot be added to {num_out_ch} output ch")
+        self.scale = upscale
+        self.num_in_ch = num_in_ch
+        self.num_out_ch = num_out_ch
+        layers: list[nn.Module] = [nn.Conv2d(num_in_ch, num_feat, 3, 1, 1), _activation(act_type, num_feat)]
+        for _ in range(num_conv):
+            layers += [nn.Conv2d(num_feat, num_feat, 3, 1, 1), _activation(act_type, num_feat)]
+        layers.append(nn.Conv2d(num_feat, num_out_ch * upscale * upscale, 3, 1, 1))
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.pixel_shuffle(self.body(x), self.scale)
+        # A 1-channel input broadcasts over the output channels (gray-in, colour-out models).
+        return out + F.interpolate(x, scale_factor=self.scale, mode="nearest")
+
+    def peak_elements_per_pixel(self) -> float:
+        """Activation elements alive at the peak of a forward pass, per input pixel (sizes the tiles)."""
+        return 3 * self.body[0].out_channels + 3 * self.num_out_ch * self.scale**2
+
+
+def matches(state: StateDict) -> bool:
+    return "body.0.weight" in state and all(re.fullmatch(r"body\.\d+\.(weight|bias)", k) for k in state)
+
+
+def read_hyperparameters(state: StateDict) -> Hyperparameters:
+    conv_indices = sorted({int(k.split(".")[1]) for k in state if k.endswith(".bias")})
+    last = conv_indices[-1]
+    if last % 2 or last < 2:
+        raise ModelLoadError(f"SRVGGNetCompact's last conv should have an even index >= 2, found body.{last}")
+    num_feat, num_in_ch = tensor_shape(state, "body.0.weight", 4)[:2]
+    out_units = tensor_shape(state, f"body.{last}.weight", 4)[0]
+    for channels in dict.fromkeys((num_in_ch, 3, 4, 1)):
+        upscale = math.isqrt(out_units // channels)
+        if out_units % channels == 0 and upscale * upscale * channels == out_units:
+            break
+    else:
+        raise ModelLoadError(f"SRVGGNetCompact's last conv has {out_units} outputs: not channels x scale^2")
+    if "body.1.weight" in state:
+        act_type = "prelu"
+    else:
+        act_type = "leakyrelu"
+        warnings.warn(
+            "SRVGGNetCompact without PReLU weights: the activation is not stored in the file; assuming LeakyReLU(0.1)",
+            stacklevel=3,
+        )
+    return {
+        "num_in_ch": num_in_ch,
+        "num_out_ch": channels,
+        "num_feat": num_feat,
+        "num_conv": (last - 2) // 2,
+        "upscale": upscale,
+        "act_type": act_type,
+    }
+
+
+SPEC = ArchitectureSpec(
+    name="SRVGGNetCompact",
+    build=SRVGGNetCompact,
+    matches=matches,
+    read_hyperparameters=read_hyperparameters,
+    expected_keys="SRVGGNetCompact keys (body.N)",
+    tags=lambda hp: [f"{hp['num_feat']}nf", f"{hp['num_conv']}nc", hp["act_type"]],
+)

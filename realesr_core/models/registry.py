@@ -1,0 +1,43 @@
+"""The architectures the library knows, and the one place that recognises a state dict as one of them.
+
+Canonicalisation, detection, building and tags iterate `SPECS`; files written by `save_model` name their
+architecture and hyper-parameters in their metadata and skip detection.
+"""
+
+from __future__ import annotations
+
+from ..errors import ModelLoadError
+from .archs import rrdbnet, srvgg
+from .spec import ArchitectureSpec, Hyperparameters, StateDict
+
+SPECS: dict[str, ArchitectureSpec] = {spec.name: spec for spec in (rrdbnet.SPEC, srvgg.SPEC)}
+
+
+def register(spec: ArchitectureSpec) -> None:
+    """Adds an architecture (a plug-in, or a test's throw-away network); names are unique."""
+    if spec.name in SPECS:
+        raise ValueError(f"an architecture named {spec.name!r} is already registered")
+    SPECS[spec.name] = spec
+
+
+def get_spec(name: str) -> ArchitectureSpec:
+    if name not in SPECS:
+        raise ModelLoadError(f"unknown architecture {name!r}; known: {', '.join(SPECS)}")
+    return SPECS[name]
+
+
+def canonicalize(state: StateDict) -> StateDict:
+    """Every family's foreign key layouts mapped onto its canonical keys; canonical input comes back unchanged."""
+    for spec in SPECS.values():
+        state = spec.canonicalize(state)
+    return state
+
+
+def detect(state: StateDict) -> tuple[ArchitectureSpec, Hyperparameters]:
+    """The architecture of a canonical state dict and its constructor keywords, read from key names and shapes."""
+    for spec in SPECS.values():
+        if spec.matches(state):
+            return spec, spec.read_hyperparameters(state)
+    sample = ", ".join(sorted(state)[:6])
+    expected = " or ".join(spec.expected_keys for spec in SPECS.values())
+    raise ModelLoadError(f"unrecognised model: expected {expected}; found {len(state)} keys such as {sample}")

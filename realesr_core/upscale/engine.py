@@ -1,0 +1,345 @@
+"""The tiled upscaling engine: every upscale in the command line and the ComfyUI nodes goes through `upscale`.
+
+Seamless (context around every tile, complementary cross-fades), memory-safe (tile size from free memory; an
+out-of-memory tile is split and only it is re-run; the full-size result is assembled once, on the output device),
+and fast (several tiles per forward on GPUs, channels_last inputs, reduced precision with an fp32 re-run for any
+tile that comes out NaN, infinite or black). The caller's module is never changed: a module whose weights are on
+another device than the one asked for runs as a copy there.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import RealESRError, UpscaleCancelled, UpscaleOutOfMemory
+from ..imaging import check_images, pad_reflect
+from ..models.descriptor import ModelDescriptor, describe
+from . import channels as ch
+from .device import auto_dtype, is_out_of_memory, memory_budget, release_cached
+from .options import PRECISIONS, UpscaleOptions
+from .tiling import Grid, Tile, make_grid
+
+MAX_TILE = 2048
+MIN_AUTO_TILE = 64
+MAX_TILES_PER_FORWARD = 16
+MAX_PASSES = 3
+
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass
+class UpscaleResult:
+    image: torch.Tensor  # [B, C, H', W'] float32 in 0..1 on the output device
+    tile_size: int  # largest tile core actually used (input pixels), after any out-of-memory splits
+    tile_count: int  # tiles run
+    tiles_per_forward: int
+    precision: str  # "fp32" | "fp16" | "bf16"
+    fp32_reruns: int  # tiles re-run in fp32 because reduced precision gave NaN, Inf or black
+    oom_splits: int  # tiles split after running out of memory
+    passes: int  # model passes (more than one when the wanted size exceeds the model's scale)
+    seconds: float
+
+
+def peak_elements_per_pixel(model: ModelDescriptor) -> float:
+    """Activation elements per input pixel at a forward pass's peak: the network's own estimate where it has one."""
+    estimate = getattr(model.module, "peak_elements_per_pixel", None)
+    return float(estimate()) if callable(estimate) else 3 * 64 * model.scale**2 + 1024.0
+
+
+@dataclass
+class _Plan:
+    """What `upscale` decided from the options, the model, the image and the device."""
+
+    device: torch.device
+    output_device: torch.device
+    dtype: torch.dtype
+    tile: int
+    overlap: int
+    blend: int
+    border: int
+    tiles_per_forward: int  # halved when a batch of tiles runs out of memory
+    channels_last: bool
+    progress: ProgressCallback | None
+    cancel: Callable[[], bool] | None
+
+
+def upscale(
+    model: Any,
+    image: torch.Tensor,
+    options: UpscaleOptions | None = None,
+    *,
+    progress: ProgressCallback | None = None,
+    cancel: Callable[[], bool] | None = None,
+    **option_values: Any,
+) -> UpscaleResult:
+    """Upscales a batch `[B, C, H, W]` (0..1, C = 1, 2, 3 or 4, any device) and says what was decided.
+
+    `options` (or its fields as keywords, which override it) say how; `progress(done, total)` is called after
+    every tile; `cancel()` is asked before every tile and stops the upscale with UpscaleCancelled.
+    """
+    started = time.perf_counter()
+    options = _with_values(options or UpscaleOptions(), option_values)
+    check_images(image)
+    model = describe(model)
+    plan = _plan(model, image, options, progress, cancel)
+    model = replace(model, module=_runnable(model.module, plan.device, options.compile))
+    target = _target_size(image.shape[-2:], model.scale, options)
+    passes = _passes_needed(image.shape[-2:], target, model.scale)
+    colour, alpha_channel = ch.split_alpha(image.float(), model.in_channels)
+    if alpha_channel is not None:
+        colour = ch.premultiply(colour, alpha_channel)
+    alpha_through_model = alpha_channel is not None and options.alpha == "model"
+    stats = _Stats(planned=_planned_tiles(image.shape, model, plan, passes) * (1 + alpha_through_model))
+    result = _through_model(model, colour, passes, plan, stats)
+    if alpha_channel is not None:
+        if alpha_through_model:
+            alpha_out = _through_model(model, alpha_channel, passes, plan, stats)
+        else:
+            alpha_out = F.interpolate(alpha_channel.to(plan.output_device), size=result.shape[-2:],
+                                      mode="bicubic", align_corners=False)
+        alpha_out = alpha_out.clamp(0, 1)
+        result = torch.cat([ch.unpremultiply(result, alpha_out), alpha_out], 1)
+    result = _resize(result, target).clamp_(0, 1)
+    return UpscaleResult(
+        image=result,
+        tile_size=stats.max_core or plan.tile,
+        tile_count=stats.tiles,
+        tiles_per_forward=plan.tiles_per_forward,
+        precision=next(k for k, v in PRECISIONS.items() if v == plan.dtype),
+        fp32_reruns=stats.fp32_reruns,
+        oom_splits=stats.oom_splits,
+        passes=passes,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _with_values(options: UpscaleOptions, values: dict[str, Any]) -> UpscaleOptions:
+    unknown = sorted(set(values) - set(UpscaleOptions.names()))
+    if unknown:
+        raise RealESRError(f"unknown upscale option(s) {', '.join(unknown)}; known: {', '.join(UpscaleOptions.names())}")
+    return replace(options, **values) if values else options
+
+
+def _plan(model: ModelDescriptor, image: torch.Tensor, options: UpscaleOptions, progress: ProgressCallback | None,
+          cancel: Callable[[], bool] | None) -> _Plan:
+    parameter = next(model.module.parameters(), None)
+    if options.device is not None:
+        device = torch.device(options.device)
+    else:
+        device = parameter.device if parameter is not None else image.device
+    if options.precision == "auto":
+        dtype = auto_dtype(device, model.supports_fp16, model.supports_bf16)
+    else:
+        dtype = PRECISIONS[options.precision]
+        supported = {torch.float16: model.supports_fp16, torch.bfloat16: model.supports_bf16}
+        if not supported.get(dtype, True):
+            raise RealESRError(f"this model does not support {options.precision}")
+    element = torch.finfo(dtype).bits // 8
+    window_bytes_per_pixel = peak_elements_per_pixel(model) * element + 64  # measured peaks: 0.7x of this
+    budget = memory_budget(device)
+    tile, overlap, border = options.tile, options.overlap, options.border
+    if tile == 0:
+        window_pixels = budget / window_bytes_per_pixel
+        height, width = image.shape[-2:]
+        if (height + 2 * border) * (width + 2 * border) <= window_pixels:
+            tile = max(height, width)  # one window: no context overhead at all
+        else:
+            tile = max(MIN_AUTO_TILE, min(MAX_TILE, int(math.sqrt(window_pixels)) - 2 * overlap))
+    tiles_per_forward = options.tiles_per_forward
+    if tiles_per_forward == 0:
+        window = (tile + 2 * overlap) ** 2 * window_bytes_per_pixel
+        fits = int(budget // window) if device.type == "cuda" else 1
+        tiles_per_forward = max(1, min(MAX_TILES_PER_FORWARD, fits))
+    return _Plan(device, torch.device(options.output_device), dtype, tile, overlap, options.blend, border,
+                 tiles_per_forward, options.channels_last, progress, cancel)
+
+
+def _runnable(module: nn.Module, device: torch.device, compile: bool) -> nn.Module:
+    """The module itself when its weights are on `device`, else a copy there; compiled when asked."""
+    parameter = next(module.parameters(), None)
+    if parameter is not None and parameter.device != device:
+        module = copy.deepcopy(module).to(device)
+    return _compiled(module) if compile else module
+
+
+_COMPILED: "weakref.WeakKeyDictionary[nn.Module, nn.Module]" = weakref.WeakKeyDictionary()
+
+
+def _compiled(module: nn.Module) -> nn.Module:
+    if module not in _COMPILED:
+        _COMPILED[module] = torch.compile(module, dynamic=False)
+    return _COMPILED[module]
+
+
+def _target_size(size: torch.Size, scale: int, options: UpscaleOptions) -> tuple[int, int]:
+    h, w = int(size[0]), int(size[1])
+    outscale, width, height = options.outscale, options.width, options.height
+    if outscale is not None:
+        return max(1, round(h * outscale)), max(1, round(w * outscale))
+    if width and height:
+        return int(height), int(width)
+    if width:
+        return max(1, round(h * width / w)), int(width)
+    if height:
+        return int(height), max(1, round(w * height / h))
+    return h * scale, w * scale
+
+
+def _passes_needed(size: torch.Size, target: tuple[int, int], scale: int) -> int:
+    needed = max(target[0] / size[0], target[1] / size[1])
+    passes = 1
+    while scale > 1 and scale**passes < needed - 1e-9:
+        passes += 1
+    if passes > MAX_PASSES:
+        raise RealESRError(f"x{needed:.3g} would take {passes} passes of a x{scale} model; at most {MAX_PASSES}")
+    return passes
+
+
+def _resize(image: torch.Tensor, target: tuple[int, int]) -> torch.Tensor:
+    if tuple(image.shape[-2:]) == target:
+        return image
+    antialias = target[0] < image.shape[-2] or target[1] < image.shape[-1]
+    return F.interpolate(image, size=target, mode="bicubic", align_corners=False, antialias=antialias)
+
+
+@dataclass
+class _Stats:
+    planned: int = 0
+    tiles: int = 0
+    fp32_reruns: int = 0
+    oom_splits: int = 0
+    max_core: int = 0
+
+
+def _planned_tiles(shape: torch.Size, model: ModelDescriptor, plan: _Plan, passes: int) -> int:
+    batch, _, height, width = shape
+    total = 0
+    for _ in range(passes):
+        grid, _pads = make_grid(height, width, plan.tile, plan.overlap, plan.blend, plan.border,
+                                model.size_multiple)
+        total += batch * len(grid.tiles(0))
+        height, width = height * model.scale, width * model.scale
+    return total
+
+
+def _through_model(model: ModelDescriptor, image: torch.Tensor, passes: int, plan: _Plan,
+                   stats: _Stats) -> torch.Tensor:
+    out_channels = image.shape[1]
+    for _ in range(passes):
+        output = _tiled(model, ch.to_model_channels(image, model.in_channels), plan, stats)
+        image = ch.from_model_channels(output, out_channels)
+    return image
+
+
+def _tiled(model: ModelDescriptor, image: torch.Tensor, plan: _Plan, stats: _Stats) -> torch.Tensor:
+    batch, _, height, width = image.shape
+    scale = model.scale
+    grid, pads = make_grid(height, width, plan.tile, plan.overlap, plan.blend, plan.border,
+                           model.size_multiple)
+    output = torch.zeros(batch, model.out_channels, height * scale, width * scale, device=plan.output_device)
+    for frame in range(batch):
+        padded = pad_reflect(image[frame : frame + 1].to(plan.device), *pads)
+        _run_frame(model, grid, padded, output[frame : frame + 1], plan, stats)
+    return output
+
+
+def _run_frame(model: ModelDescriptor, grid: Grid, padded: torch.Tensor, output: torch.Tensor, plan: _Plan,
+               stats: _Stats) -> None:
+    queue: deque[Tile] = deque(grid.tiles(0))
+    while queue:
+        if plan.cancel is not None and plan.cancel():
+            raise UpscaleCancelled("upscale cancelled")
+        level = queue[0].level
+        batch = [queue.popleft()]
+        while queue and len(batch) < plan.tiles_per_forward and queue[0].level == level:
+            batch.append(queue.popleft())
+        try:
+            results = _forward_tiles(model, grid, padded, batch, plan, stats)
+        except Exception as error:  # noqa: BLE001 - only out-of-memory is handled; everything else re-raised
+            if not is_out_of_memory(error):
+                raise
+            release_cached(plan.device)
+            _recover_from_oom(grid, batch, queue, plan, stats)
+            continue
+        for tile, result in zip(batch, results, strict=True):
+            _accumulate(grid, tile, result, output, model.scale)
+            stats.max_core = max(stats.max_core, grid.max_core(tile.level))
+            stats.tiles += 1
+            if plan.progress is not None:
+                plan.progress(stats.tiles, stats.planned)
+
+
+def _recover_from_oom(grid: Grid, batch: list[Tile], queue: deque[Tile], plan: _Plan, stats: _Stats) -> None:
+    """Fewer tiles per forward first (same tiles, same output); then split the tiles still to run into the next
+    level's tiles, whose boundaries include the current ones, so finished tiles stay valid."""
+    queue.extendleft(reversed(batch))
+    if len(batch) > 1:
+        plan.tiles_per_forward = max(1, len(batch) // 2)
+        return
+    tile = batch[0]
+    if not grid.can_split(tile):
+        raise UpscaleOutOfMemory(f"out of memory on {plan.device} even with tiles of {grid.max_core(tile.level)} px")
+    remaining = list(queue)
+    queue.clear()
+    for pending in remaining:
+        if pending.level == tile.level:
+            children = grid.children(pending)
+            queue.extend(children)
+            stats.oom_splits += 1
+            stats.planned += len(children) - 1
+        else:
+            queue.append(pending)
+
+
+def _forward_tiles(model: ModelDescriptor, grid: Grid, padded: torch.Tensor, batch: list[Tile], plan: _Plan,
+                   stats: _Stats) -> list[torch.Tensor]:
+    windows = []
+    for tile in batch:
+        (y0, y1), (x0, x1) = grid.rows.window(tile.level, tile.row), grid.cols.window(tile.level, tile.col)
+        windows.append(padded[..., y0:y1, x0:x1])
+    inputs = torch.cat(windows, 0)
+    outputs = _run_module(model.module, inputs, plan.dtype, plan.channels_last)
+    results = list(outputs.unbind(0))
+    if plan.dtype != torch.float32:
+        for i, (window, result) in enumerate(zip(inputs, results, strict=True)):
+            if _reduced_precision_failed(window, result):
+                results[i] = _run_module(model.module, window[None], torch.float32, plan.channels_last)[0]
+                stats.fp32_reruns += 1
+    return [r[None] for r in results]
+
+
+def _run_module(module: nn.Module, inputs: torch.Tensor, dtype: torch.dtype, channels_last: bool) -> torch.Tensor:
+    if channels_last:
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode(), torch.autocast(inputs.device.type, dtype=dtype, enabled=dtype != torch.float32):
+        return module(inputs).float()
+
+
+def _reduced_precision_failed(window: torch.Tensor, result: torch.Tensor) -> bool:
+    """NaN or Inf anywhere, or black where the input is not (fp16 overflow shows up as both)."""
+    if not torch.isfinite(result).all():
+        return True
+    return bool(result.abs().amax() < 1.0 / 255 and window.amax() > 4.0 / 255)
+
+
+def _accumulate(grid: Grid, tile: Tile, result: torch.Tensor, output: torch.Tensor, scale: int) -> None:
+    """Adds the tile's kept region, weighted, into the output in place (weights of all tiles sum to one)."""
+    rows, cols = grid.rows, grid.cols
+    (ky0, ky1), (kx0, kx1) = rows.kept(tile.level, tile.row), cols.kept(tile.level, tile.col)
+    wy0, wx0 = rows.window(tile.level, tile.row)[0], cols.window(tile.level, tile.col)[0]
+    oy, ox = (ky0 + rows.pad_before - wy0) * scale, (kx0 + cols.pad_before - wx0) * scale
+    kept = result[..., oy : oy + (ky1 - ky0) * scale, ox : ox + (kx1 - kx0) * scale]
+    weight = rows.ramp(tile.level, tile.row, scale)[:, None] * cols.ramp(tile.level, tile.col, scale)[None, :]
+    target = output[..., ky0 * scale : ky1 * scale, kx0 * scale : kx1 * scale]
+    target.add_(kept.to(output.device) * weight.to(output.device))

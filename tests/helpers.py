@@ -1,0 +1,45 @@
+"""Helpers the tests share: real photos as arrays and tensors, PSNR, randomised networks, a chi-square p-value."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy import stats
+
+
+def photo(size: int, name: str = "astronaut", top: int = 100, left: int = 180) -> np.ndarray:
+    """A crop of a real public-domain photo from scikit-image, HWC uint8 RGB."""
+    from skimage import data
+
+    return getattr(data, name)()[top : top + size, left : left + size, :3].copy()
+
+
+def to_tensor(hwc: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(hwc).permute(2, 0, 1)[None].float() / 255.0
+
+
+def bhwc(size: int = 32, name: str = "astronaut") -> torch.Tensor:
+    """A photo crop as ComfyUI's IMAGE: [1, H, W, 3] float in 0..1."""
+    return to_tensor(photo(size, name, 0, 0)).movedim(1, -1)
+
+
+def psnr(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor, peak: float = 255.0) -> float:
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    mse = float(np.mean((a - b) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(peak**2 / mse)
+
+
+def randomized(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Gives every weight a distinct random value, so a key mix-up cannot go unnoticed."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for tensor in module.state_dict().values():
+            tensor.copy_(torch.randn(tensor.shape, generator=generator) * 0.05)
+    return module.eval()
+
+
+def chi_square_p(counts: list[int], probabilities: list[float]) -> float:
+    """p-value of observed counts against expected probabilities."""
+    total = sum(counts)
+    return float(stats.chisquare(counts, [p * total for p in probabilities]).pvalue)

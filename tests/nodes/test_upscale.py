@@ -1,0 +1,139 @@
+"""Load, upscale, blend and save nodes on real tensors."""
+
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+
+from nodes import NODE_CLASS_MAPPINGS
+from nodes.upscale_model import engine_model, to_upscale_model
+from realesr_core import load_model
+
+from helpers import bhwc
+
+
+def test_loader_lists_bundled_models_and_returns_a_working_model() -> None:
+    names = NODE_CLASS_MAPPINGS["RealESR_LoadModel"].INPUT_TYPES()["required"]["model_name"][0]
+    assert "RealESRGAN_x4plus" in names and "realesr-animevideov3" in names
+    (model,) = NODE_CLASS_MAPPINGS["RealESR_LoadModel"]().load("realesr-animevideov3")
+    assert model.scale == 4 and isinstance(model.model, torch.nn.Module)
+
+
+def _upscale(model, image, **overrides):
+    options = dict(size_mode="model scale", factor=2.0, size=64, tile=0, overlap=32, precision="fp32",
+                   alpha_mode="resize")
+    options.update(overrides)
+    return NODE_CLASS_MAPPINGS["RealESR_Upscale"]().upscale(model, image, **options)
+
+
+def test_upscale_node_sizes_and_mask(compact) -> None:
+    model = to_upscale_model(compact)
+    image = torch.cat([bhwc(24), bhwc(24, "coffee")])
+    out, mask = _upscale(model, image)
+    assert out.shape == (2, 96, 96, 3) and mask.shape == (2, 96, 96) and not mask.any()
+    assert _upscale(model, image, size_mode="factor", factor=1.5)[0].shape == (2, 36, 36, 3)
+    assert _upscale(model, image[..., :20, :], size_mode="width", size=50)[0].shape == (2, 60, 50, 3)
+    assert _upscale(model, image[..., :20, :], size_mode="longest side", size=48)[0].shape == (2, 48, 40, 3)
+    transparent = torch.zeros(1, 24, 24)
+    transparent[:, :, 12:] = 1.0
+    out, mask = _upscale(model, image[:1], mask=transparent)
+    assert out.shape == (1, 96, 96, 3) and mask[0, :, :40].max() < 0.05 and mask[0, :, 56:].min() > 0.95
+    assert not _upscale(model, image[:1], mask=torch.zeros(1, 64, 64))[1].any()  # LoadImage's "no alpha" mask
+
+
+def test_upscale_node_accepts_a_spandrel_style_model(compact) -> None:
+    ours = compact
+    foreign = types.SimpleNamespace(model=ours.module, scale=4, input_channels=3, output_channels=3,
+                                    size_requirements=types.SimpleNamespace(multiple_of=1, minimum=0),
+                                    supports_half=True, supports_bfloat16=True)
+    out, _ = _upscale(foreign, bhwc(16))
+    expected, _ = _upscale(to_upscale_model(ours), bhwc(16))
+    torch.testing.assert_close(out, expected)
+
+
+def test_validation_messages() -> None:
+    upscale = NODE_CLASS_MAPPINGS["RealESR_Upscale"]
+    assert upscale.VALIDATE_INPUTS(tile=0, overlap=32) is True
+    assert "at least 32" in upscale.VALIDATE_INPUTS(tile=8, overlap=32)
+    save = NODE_CLASS_MAPPINGS["RealESR_SaveModel"]
+    assert "relative name" in save.VALIDATE_INPUTS(filename="../../etc/x")
+
+
+def test_blend_and_save(compact, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    a = to_upscale_model(compact)
+    b = to_upscale_model(load_model("realesr-animevideov3-x2"))
+    with pytest.raises(Exception, match="different networks"):
+        NODE_CLASS_MAPPINGS["RealESR_ModelBlend"]().blend(a, b, 0.5)
+    (blended,) = NODE_CLASS_MAPPINGS["RealESR_ModelBlend"]().blend(a, a, 0.3)
+    assert engine_model(blended).hyperparameters["num_conv"] == 16
+    saver = NODE_CLASS_MAPPINGS["RealESR_SaveModel"]()
+    first = Path(saver.save(blended, "mine/blend")["ui"]["text"][0])
+    second = Path(saver.save(blended, "mine/blend")["ui"]["text"][0])
+    assert first.name == "blend.safetensors" and second.name == "blend_001.safetensors"
+    assert load_model(second).scale == 4
+
+
+@pytest.fixture
+def fake_comfy(monkeypatch: pytest.MonkeyPatch):
+    """Just enough of ComfyUI to check the upscale node's use of it: device, memory, progress bar with cancel."""
+    calls = {"free": 0, "updates": [], "cancel_after": None}
+
+    class Interrupted(Exception):
+        pass
+
+    class ProgressBar:
+        def __init__(self, total):
+            self.total = total
+
+        def update_absolute(self, value, total=None, preview=None):
+            if calls["cancel_after"] is not None and len(calls["updates"]) >= calls["cancel_after"]:
+                raise Interrupted("cancelled by the user")
+            calls["updates"].append((value, total))
+
+    comfy = types.ModuleType("comfy")
+    mm = types.ModuleType("comfy.model_management")
+    mm.get_torch_device = lambda: torch.device("cpu")
+    mm.intermediate_device = lambda: torch.device("cpu")
+    mm.unet_offload_device = lambda: torch.device("cpu")
+    mm.free_memory = lambda amount, device: calls.__setitem__("free", calls["free"] + 1)
+    utils = types.ModuleType("comfy.utils")
+    utils.ProgressBar = ProgressBar
+    comfy.model_management, comfy.utils = mm, utils
+    for name, module in (("comfy", comfy), ("comfy.model_management", mm), ("comfy.utils", utils)):
+        monkeypatch.setitem(sys.modules, name, module)
+    calls["Interrupted"] = Interrupted
+    return calls
+
+
+def test_progress_per_tile_and_cancel(compact, fake_comfy) -> None:
+    model = to_upscale_model(compact)
+    _upscale(model, bhwc(64), tile=32)
+    assert fake_comfy["free"] == 1
+    assert [v for v, _ in fake_comfy["updates"]] == [1, 2, 3, 4] and fake_comfy["updates"][-1][1] == 4
+    fake_comfy["updates"].clear()
+    fake_comfy["cancel_after"] = 1
+    with pytest.raises(fake_comfy["Interrupted"]):
+        _upscale(model, bhwc(64), tile=32)
+    assert len(fake_comfy["updates"]) == 1
+
+
+def test_upscale_node_rejects_a_nan_image(compact) -> None:
+    from realesr_core import ImageError
+
+    with pytest.raises(ImageError, match="NaN"):
+        _upscale(to_upscale_model(compact), torch.full((1, 8, 8, 3), float("nan")))
+
+
+def test_real_spandrel_interop(compact) -> None:
+    spandrel = pytest.importorskip("spandrel")
+    (model,) = NODE_CLASS_MAPPINGS["RealESR_LoadModel"]().load("realesr-animevideov3")
+    assert isinstance(model, spandrel.ImageModelDescriptor)
+    builtin = spandrel.ModelLoader().load_from_state_dict(compact.state_dict())
+    out, _ = _upscale(builtin, bhwc(16))
+    expected, _ = _upscale(model, bhwc(16))
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
