@@ -47,3 +47,13 @@ def test_gray_and_odd_sizes() -> None:
     assert psnr(ours, pillow_jpeg(gray, 75), peak=1.0) > 33
     with pytest.raises(ValueError, match="1 or 3 channels"):
         diff_jpeg(torch.rand(1, 4, 16, 16), 50)
+
+
+def test_blocks_are_the_view_permute_rearrangement() -> None:
+    """einops says what the 8x8 blocking is; the result is what the view/permute chain it replaced gave."""
+    from realesr_core.degradation.jpeg import _blocks, _unblocks
+
+    planes = torch.rand(2, 24, 40)
+    old = planes.view(2, 3, 8, 5, 8).permute(0, 1, 3, 2, 4)
+    assert torch.equal(_blocks(planes), old)
+    assert torch.equal(_unblocks(old), old.permute(0, 1, 3, 2, 4).reshape(2, 24, 40))

@@ -76,3 +76,22 @@ def test_separable_filter_equals_the_2d_kernel() -> None:
     images = torch.rand(2, 3, 30, 41)
     torch.testing.assert_close(filter2d_separable(images, gauss), filter2d(images, gauss[:, None] * gauss[None, :]),
                                atol=1e-6, rtol=0)
+
+
+def test_grouped_filters_equal_the_reshape_chains_they_replaced() -> None:
+    """filter2d and its separable form rearrange images into the channels of one grouped conv with einops; the
+    results equal those of the reshape / view chains used before."""
+    import torch.nn.functional as F
+
+    from realesr_core.degradation.ops import filter2d_separable
+    from realesr_core.imaging import pad_reflect
+
+    images, kernels = torch.rand(3, 3, 17, 23), torch.rand(3, 7, 7)
+    padded = pad_reflect(images, 3, 3, 3, 3)
+    weight = kernels.repeat_interleave(3, 0)[:, None]
+    old = F.conv2d(padded.reshape(1, 9, *padded.shape[-2:]), weight, groups=9).view(3, 3, 17, 23)
+    assert torch.equal(filter2d(images, kernels), old)
+    kernel = torch.rand(5)
+    padded = pad_reflect(images, 2, 2, 2, 2).reshape(9, 1, 21, 27)
+    rows = F.conv2d(padded, kernel.view(1, 1, 1, 5))
+    assert torch.equal(filter2d_separable(images, kernel), F.conv2d(rows, kernel.view(1, 1, 5, 1)).view(3, 3, 17, 23))

@@ -286,3 +286,17 @@ def test_spandrel_style_descriptor(compact) -> None:
 def test_bad_input(compact, image: torch.Tensor, message: str) -> None:
     with pytest.raises(ImageError, match=message):
         upscale(compact, image)
+
+
+def test_the_callers_module_is_never_changed(tiny_srvgg: SRVGGNetCompact) -> None:
+    """Memory format, dtype, device and weights of the module passed in stay as they were, whatever was asked."""
+    model = load_model(tiny_srvgg.state_dict())
+    before = {k: v.clone() for k, v in model.module.state_dict().items()}
+    weight = model.module.body[0].weight
+    for options in ({"precision": "bf16"}, {"precision": "fp32", "channels_last": True}, {"device": "meta"}):
+        try:
+            upscale(model, torch.rand(1, 3, 12, 12), **options)
+        except (NotImplementedError, RuntimeError):
+            pass  # the meta device cannot run the network; the copy made for it is what matters
+        assert weight.is_contiguous() and weight.dtype == torch.float32 and weight.device.type == "cpu"
+    assert all(torch.equal(v, before[k]) for k, v in model.module.state_dict().items())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from realesr_core import RealESRError
+from realesr_core import RealESRError, UpscaleOptions
 from realesr_core.upscale.engine import upscale
 
 from helpers import photo, to_tensor
@@ -20,3 +20,20 @@ def test_bad_options(compact) -> None:
         upscale("model", image)
     with pytest.raises(RealESRError, match="must not be negative"):
         upscale(compact, image, border=-1)
+
+
+def test_options_are_validated_when_made() -> None:
+    with pytest.raises(RealESRError, match="either outscale or width"):
+        UpscaleOptions(outscale=2.0, width=10)
+    with pytest.raises(RealESRError, match="tile, overlap"):
+        UpscaleOptions(overlap=-1)
+    assert UpscaleOptions(width=100, height=50).height == 50
+
+
+def test_keywords_override_an_options_object(compact) -> None:
+    image = to_tensor(photo(16))
+    options = UpscaleOptions(precision="fp32", outscale=2.0)
+    assert upscale(compact, image, options).image.shape[-2:] == (32, 32)
+    assert upscale(compact, image, options, outscale=3.0).image.shape[-2:] == (48, 48)
+    with pytest.raises(RealESRError, match="unknown upscale option.*tile_size"):
+        upscale(compact, image, tile_size=64)
