@@ -38,8 +38,37 @@ def offload_device() -> torch.device:
     return mm.unet_offload_device() if mm else torch.device("cpu")
 
 
+def intermediate_dtype() -> torch.dtype:
+    """The float type of IMAGE tensors between nodes: today's ComfyUI can make it half precision; 0.8.0 has fp32."""
+    mm = _comfy("comfy.model_management", "intermediate_dtype")
+    return mm.intermediate_dtype() if mm else torch.float32
+
+
+def model_patcher(module: torch.nn.Module) -> Any | None:
+    """A ComfyUI model patcher for `module` with ComfyUI's load and offload devices: today's `CoreModelPatcher`,
+    else 0.8.0's `ModelPatcher`; None without ComfyUI."""
+    patchers = _comfy("comfy.model_patcher", "ModelPatcher")
+    if patchers is None:
+        return None
+    patcher = getattr(patchers, "CoreModelPatcher", patchers.ModelPatcher)
+    return patcher(module, load_device=torch_device(), offload_device=offload_device())
+
+
+def load_models_gpu(patcher: Any, memory_required: int) -> None:
+    """Lets ComfyUI's memory manager load the model (unloading others as needed) with room for `memory_required`
+    bytes of working memory."""
+    mm = _comfy("comfy.model_management", "load_models_gpu")
+    if mm is not None:
+        mm.load_models_gpu([patcher], memory_required=memory_required, force_full_load=True)
+
+
+def module_size(module: torch.nn.Module) -> int:
+    return sum(p.numel() * p.element_size() for p in module.parameters())
+
+
 def free_memory(bytes_needed: int, device: torch.device) -> None:
-    """Asks ComfyUI to unload other models until `bytes_needed` are free on `device`."""
+    """Asks ComfyUI to unload other models until `bytes_needed` are free on `device` (for models without a
+    patcher, which ComfyUI's memory manager does not know)."""
     mm = _comfy("comfy.model_management", "free_memory")
     if mm is not None:
         mm.free_memory(bytes_needed, device)

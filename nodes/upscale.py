@@ -16,8 +16,9 @@ from realesr_core import (
     save_model,
     upscale,
 )
-from realesr_core.upscale.channels import ALPHA_MODES
-from realesr_core.upscale.options import DEFAULT_OVERLAP, PRECISION_CHOICES
+from realesr_core.upscaling import memory_required
+from realesr_core.upscaling.channels import ALPHA_MODES
+from realesr_core.upscaling.options import DEFAULT_OVERLAP, PRECISION_CHOICES
 
 from . import comfy_env
 from .upscale_model import engine_model, realesr_descriptor, to_upscale_model
@@ -37,7 +38,7 @@ class LoadModel:
     DESCRIPTION = ("Loads an upscale model: any file in models/upscale_models (ESRGAN, Real-ESRGAN, BSRGAN, RealSR, "
                    "Compact; .safetensors or .pth) or a bundled official Real-ESRGAN model. The output works with "
                    "ComfyUI's own 'Upscale Image (using Model)' too.")
-    CATEGORY = "loaders"
+    CATEGORY = "model/loaders"
     FUNCTION = "load"
     RETURN_TYPES = ("UPSCALE_MODEL",)
     OUTPUT_TOOLTIPS = ("The model, as a spandrel ImageModelDescriptor.",)
@@ -103,28 +104,36 @@ class Upscale:
     def upscale(self, upscale_model: Any, image: torch.Tensor, size_mode: str, factor: float, size: int, tile: int,
                 overlap: int, precision: str, alpha_mode: str, mask: torch.Tensor | None = None) -> tuple:
         model = engine_model(upscale_model)
-        device = comfy_env.torch_device()
+        patcher = getattr(upscale_model, "patcher", None)
+        device = patcher.load_device if patcher is not None else comfy_env.torch_device()
         colour = _bchw(image)
         alpha = _alpha_from_mask(mask, colour)
         if alpha is not None:
             colour = torch.cat([colour, alpha], 1)
-        module = model.module if isinstance(model, ModelDescriptor) else upscale_model.model
-        weights = sum(p.numel() * p.element_size() for p in module.parameters())
-        comfy_env.free_memory(weights + 512 * 512 * 4 * 64 * 16, device)
-        bar = comfy_env.progress_bar(1)
-        progress = (lambda done, total: bar.update_absolute(done, total)) if bar is not None else None
         options = UpscaleOptions(tile=tile, overlap=overlap, precision=precision, alpha=alpha_mode, device=device,
                                  output_device=comfy_env.intermediate_device(),
+                                 output_dtype=comfy_env.intermediate_dtype(),
                                  **_size_options(size_mode, factor, size, colour.shape[-2:]))
+        module = model.module if isinstance(model, ModelDescriptor) else upscale_model.model
+        working_memory = memory_required(model, colour, options)
+        if patcher is not None:
+            comfy_env.load_models_gpu(patcher, working_memory)
+        else:
+            comfy_env.free_memory(working_memory + comfy_env.module_size(module), device)
+        # As today's core does: the patcher's load leaves modules not built from ComfyUI's ops where they were.
         module.to(device)
+        bar = comfy_env.progress_bar(1)
+        progress = (lambda done, total: bar.update_absolute(done, total)) if bar is not None else None
         try:
             result = upscale(model, colour, options, progress=progress)
         finally:
-            module.to(comfy_env.offload_device())
+            if patcher is None:  # nobody else will offload it
+                module.to(comfy_env.offload_device())
         out = result.image
         if alpha is not None:
             return _bhwc(out[:, :3]).contiguous(), 1.0 - out[:, 3]
-        return _bhwc(out).contiguous(), torch.zeros(out.shape[0], *out.shape[-2:], device=out.device)
+        no_mask = torch.zeros(1, *out.shape[-2:], dtype=out.dtype, device=out.device).expand(out.shape[0], -1, -1)
+        return _bhwc(out), no_mask
 
 
 def _alpha_from_mask(mask: torch.Tensor | None, image: torch.Tensor) -> torch.Tensor | None:
@@ -157,7 +166,7 @@ class ModelBlend:
     DESCRIPTION = ("Deep network interpolation: blends the weights of two models of the same architecture, "
                    "weight x A + (1 - weight) x B. With realesr-general-x4v3 and its -wdn sibling this is "
                    "Real-ESRGAN's denoise-strength control.")
-    CATEGORY = "loaders"
+    CATEGORY = "advanced/model_merging"
     FUNCTION = "blend"
     RETURN_TYPES = ("UPSCALE_MODEL",)
     OUTPUT_TOOLTIPS = ("The blended model.",)
@@ -178,7 +187,7 @@ class ModelBlend:
 class SaveModel:
     DESCRIPTION = ("Saves an upscale model as canonical safetensors (architecture in the metadata) into "
                    "models/upscale_models, where every loader finds it. Never overwrites: a number is added.")
-    CATEGORY = "loaders"
+    CATEGORY = "advanced/model_merging"
     FUNCTION = "save"
     RETURN_TYPES = ()
     OUTPUT_NODE = True

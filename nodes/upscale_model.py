@@ -1,6 +1,7 @@
-"""The UPSCALE_MODEL value our loader outputs: a real `spandrel.ImageModelDescriptor` wrapping our network
+"""The UPSCALE_MODEL value our nodes output: a real `spandrel.ImageModelDescriptor` wrapping our network
 (spandrel ships with ComfyUI), so ComfyUI's own "Upscale Image (using Model)" and other packs accept it; the same
-duck-typed interface when spandrel is missing."""
+duck-typed interface when spandrel is missing. Inside ComfyUI it carries `.patcher`, the model patcher through which
+today's ComfyUI loads and offloads upscale models."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from typing import Any
 import torch
 
 from realesr_core import ModelDescriptor, load_model, upscale
+
+from . import comfy_env
 
 # Our descriptor behind each wrapped network, so blend/save/upscale get the full facts back.
 _DESCRIPTORS: "weakref.WeakKeyDictionary[torch.nn.Module, ModelDescriptor]" = weakref.WeakKeyDictionary()
@@ -39,8 +42,16 @@ class DuckUpscaleModel:
 
 
 def to_upscale_model(descriptor: ModelDescriptor) -> Any:
-    """The UPSCALE_MODEL for one of our models."""
+    """The UPSCALE_MODEL for one of our models, with a model patcher when ComfyUI is there."""
     _DESCRIPTORS[descriptor.module] = descriptor
+    model = _spandrel_descriptor(descriptor)
+    patcher = comfy_env.model_patcher(descriptor.module)
+    if patcher is not None:
+        model.patcher = patcher
+    return model
+
+
+def _spandrel_descriptor(descriptor: ModelDescriptor) -> Any:
     try:
         import spandrel
     except ImportError:

@@ -5,7 +5,7 @@ from .degradation import DegradationConfig, apply_parameters, degrade, get_prese
 from .errors import ImageError, ModelLoadError, RealESRError, UpscaleCancelled, UpscaleOutOfMemory
 from .media import read_image, write_image
 from .models import DEFAULT_MODEL, PRETRAINED, ModelDescriptor, interpolate_models, load_model, save_model
-from .upscale import UpscaleOptions, UpscaleResult, upscale
+from .upscaling import UpscaleOptions, UpscaleResult, upscale
 
 __all__ = [
     "DEFAULT_MODEL",

@@ -14,9 +14,9 @@ from .degradation import PRESETS, apply_parameters, get_preset, sample_parameter
 from .errors import RealESRError
 from .media import READABLE_SUFFIXES, read_image, write_image
 from .models import load_model, save_model, zoo
-from .upscale import UpscaleOptions, upscale
-from .upscale.channels import ALPHA_MODES
-from .upscale.options import DEFAULT_BLEND, DEFAULT_BORDER, DEFAULT_OVERLAP, PRECISION_CHOICES
+from .upscaling import UpscaleOptions, upscale
+from .upscaling.channels import ALPHA_MODES
+from .upscaling.options import DEFAULT_BLEND, DEFAULT_BORDER, DEFAULT_OVERLAP, PRECISION_CHOICES
 
 
 def _model_help() -> str:

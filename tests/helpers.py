@@ -43,3 +43,22 @@ def chi_square_p(counts: list[int], probabilities: list[float]) -> float:
     """p-value of observed counts against expected probabilities."""
     total = sum(counts)
     return float(stats.chisquare(counts, [p * total for p in probabilities]).pvalue)
+
+
+def spandrel_model(name: str) -> object:
+    """A small network of a spandrel architecture with random weights, loaded back as ComfyUI's loader does."""
+    from spandrel.architectures import ESRGAN, FBCNN, SPAN, Compact, DnCNN, SwinIR
+
+    networks = {
+        "FBCNN": lambda: FBCNN.FBCNN(nc=[8, 16, 32, 512], nb=2),
+        "FDnCNN": lambda: DnCNN.DnCNN(in_nc=4, out_nc=3, nc=8, nb=8, act_mode="R", mode="FDnCNN"),
+        "SwinIR": lambda: SwinIR.SwinIR(embed_dim=12, depths=[1], num_heads=[2], window_size=4, upscale=2,
+                                        upsampler="pixelshuffle", img_size=16),
+        "SPAN": lambda: SPAN.SPAN(num_in_ch=3, num_out_ch=3, feature_channels=8, upscale=2),
+        "ESRGAN": lambda: ESRGAN.ESRGAN(num_filters=8, num_blocks=1, scale=4),
+        "Compact": lambda: Compact.Compact(num_feat=8, num_conv=2, upscale=4),
+    }
+    import spandrel
+
+    network = networks[name]()
+    return spandrel.ModelLoader().load_from_state_dict(randomized(network, seed=1).state_dict()).eval()

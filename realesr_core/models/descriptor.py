@@ -17,7 +17,10 @@ class ModelDescriptor:
     """A ready-to-run model (eval mode, fp32 weights) and the facts about it.
 
     `module(x)` maps `[B, in_channels, H, W]` (H and W multiples of `size_multiple`) in 0..1 to
-    `[B, out_channels, H * scale, W * scale]`, unclamped.
+    `[B, out_channels, H * scale, W * scale]`, unclamped. `tiling` says whether the engine may cut the image:
+    "supported", "discouraged" (one piece whenever it fits) or "internal" (the model tiles itself: always one
+    piece). `channels_last`: the network runs on channels-last inputs (ours are faster so; other loaders' models
+    get plain contiguous inputs).
     """
 
     module: nn.Module
@@ -33,6 +36,8 @@ class ModelDescriptor:
     name: str | None = None
     output_rescale: float | None = None
     tags: list[str] = field(default_factory=list)
+    tiling: str = "supported"
+    channels_last: bool = True
 
     @property
     def network(self) -> nn.Module:
@@ -49,19 +54,40 @@ class ModelDescriptor:
         return f"ModelDescriptor({label}: {self.architecture}({params}){rescale}, x{self.scale})"
 
 
-def describe(model: Any) -> ModelDescriptor:
-    """Our descriptor as it is, or one describing a spandrel descriptor (e.g. from ComfyUI's own loader).
+class ThroughSpandrel(nn.Module):
+    """Runs another loader's spandrel model the way spandrel does, one image at a time: its own call function (some
+    models return tuples or want extra input channels), its padding to the size requirements, its clamping."""
 
-    The spandrel model's module is used as it is, not copied or converted.
-    """
+    def __init__(self, descriptor: Any) -> None:
+        super().__init__()
+        self.model = descriptor.model  # registered, so parameters, copies and .to() follow the weights
+        self._descriptor = descriptor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self._descriptor(x[i : i + 1]) for i in range(x.shape[0])])
+
+
+def describe(model: Any) -> ModelDescriptor:
+    """Our descriptor as it is, or one describing a spandrel descriptor (e.g. from ComfyUI's own loader), whose
+    module calls through that descriptor; the weights are used as they are, not copied or converted."""
     if isinstance(model, ModelDescriptor):
         return model
     if isinstance(getattr(model, "model", None), nn.Module) and hasattr(model, "scale"):
         requirements = getattr(model, "size_requirements", None)
-        multiple = max(int(getattr(requirements, "multiple_of", 1) or 1), int(getattr(requirements, "minimum", 1) or 1))
+        tiling = getattr(getattr(model, "tiling", None), "name", "SUPPORTED").lower()
         architecture = getattr(getattr(model, "architecture", None), "name", type(model.model).__name__)
-        return ModelDescriptor(model.model, str(architecture), {}, int(model.scale),
-                               int(getattr(model, "input_channels", 3)), int(getattr(model, "output_channels", 3)),
-                               multiple, bool(getattr(model, "supports_half", False)),
-                               bool(getattr(model, "supports_bfloat16", False)), source="spandrel")
+        return ModelDescriptor(
+            module=ThroughSpandrel(model) if callable(model) else model.model,
+            architecture=str(architecture),
+            hyperparameters={},
+            scale=int(model.scale),
+            in_channels=int(getattr(model, "input_channels", 3)),
+            out_channels=int(getattr(model, "output_channels", 3)),
+            size_multiple=int(getattr(requirements, "multiple_of", 1) or 1),
+            supports_fp16=bool(getattr(model, "supports_half", False)),
+            supports_bf16=bool(getattr(model, "supports_bfloat16", False)),
+            source="spandrel",
+            tiling=tiling,
+            channels_last=False,
+        )
     raise RealESRError(f"cannot upscale with a {type(model).__name__}: expected a model from load_model or spandrel")

@@ -14,7 +14,7 @@ from PIL import Image
 from realesr_core import ModelLoadError, load_model
 from realesr_core.models import zoo
 from realesr_core.models.ncnn import read_ncnn
-from realesr_core.upscale.engine import upscale
+from realesr_core.upscaling.engine import upscale
 
 from helpers import photo, psnr, to_tensor
 

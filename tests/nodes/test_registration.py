@@ -11,6 +11,7 @@ import pytest
 import nodes
 from nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
 
+CATEGORIES = ("model/loaders", "advanced/model_merging", "image/upscaling", "image/degradation")  # today's core's
 TYPES = {"IMAGE", "MASK", "UPSCALE_MODEL", "INT", "FLOAT", "STRING", "BOOLEAN"}
 
 
@@ -18,7 +19,7 @@ TYPES = {"IMAGE", "MASK", "UPSCALE_MODEL", "INT", "FLOAT", "STRING", "BOOLEAN"}
 def test_input_types_are_well_formed(node_id: str) -> None:
     cls = NODE_CLASS_MAPPINGS[node_id]
     assert node_id.startswith("RealESR_") and node_id in NODE_DISPLAY_NAME_MAPPINGS
-    assert cls.DESCRIPTION and cls.CATEGORY in ("loaders", "image/upscaling", "image/degradation")
+    assert cls.DESCRIPTION and cls.CATEGORY in CATEGORIES
     assert callable(getattr(cls(), cls.FUNCTION))
     assert all(t in TYPES for t in cls.RETURN_TYPES)
     spec = cls.INPUT_TYPES()

@@ -13,7 +13,7 @@ from nodes import NODE_CLASS_MAPPINGS
 from nodes.upscale_model import engine_model, to_upscale_model
 from realesr_core import load_model
 
-from helpers import bhwc
+from helpers import bhwc, spandrel_model
 
 
 def test_loader_lists_bundled_models_and_returns_a_working_model() -> None:
@@ -81,7 +81,7 @@ def test_blend_and_save(compact, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 @pytest.fixture
 def fake_comfy(monkeypatch: pytest.MonkeyPatch):
     """Just enough of ComfyUI to check the upscale node's use of it: device, memory, progress bar with cancel."""
-    calls = {"free": 0, "updates": [], "cancel_after": None}
+    calls = {"free": 0, "updates": [], "cancel_after": None, "loads": []}
 
     class Interrupted(Exception):
         pass
@@ -101,6 +101,8 @@ def fake_comfy(monkeypatch: pytest.MonkeyPatch):
     mm.intermediate_device = lambda: torch.device("cpu")
     mm.unet_offload_device = lambda: torch.device("cpu")
     mm.free_memory = lambda amount, device: calls.__setitem__("free", calls["free"] + 1)
+    mm.load_models_gpu = lambda models, memory_required=0, force_full_load=False: calls["loads"].append(
+        (models, memory_required, force_full_load))
     utils = types.ModuleType("comfy.utils")
     utils.ProgressBar = ProgressBar
     comfy.model_management, comfy.utils = mm, utils
@@ -120,6 +122,48 @@ def test_progress_per_tile_and_cancel(compact, fake_comfy) -> None:
     with pytest.raises(fake_comfy["Interrupted"]):
         _upscale(model, bhwc(64), tile=32)
     assert len(fake_comfy["updates"]) == 1
+
+
+class FakePatcher:
+    def __init__(self, model, load_device, offload_device):
+        self.model, self.load_device, self.offload_device = model, load_device, offload_device
+
+
+@pytest.mark.parametrize("comfyui", ["0.8.0", "today"])
+def test_our_models_carry_a_patcher_and_the_node_loads_through_it(compact, fake_comfy, monkeypatch: pytest.MonkeyPatch,
+                                                                  comfyui: str) -> None:
+    """Today's ComfyUI reads `.patcher.load_device` and loads with load_models_gpu; 0.8.0 has only ModelPatcher."""
+    patchers = types.ModuleType("comfy.model_patcher")
+    patchers.ModelPatcher = type("ModelPatcher", (FakePatcher,), {})
+    if comfyui == "today":
+        patchers.CoreModelPatcher = type("CoreModelPatcher", (FakePatcher,), {})
+    monkeypatch.setitem(sys.modules, "comfy.model_patcher", patchers)
+    model = to_upscale_model(compact)
+    expected = "CoreModelPatcher" if comfyui == "today" else "ModelPatcher"
+    assert type(model.patcher).__name__ == expected and model.patcher.model is compact.module
+    assert model.patcher.load_device == torch.device("cpu") == model.patcher.offload_device
+    out, _ = _upscale(model, bhwc(32))
+    [(loaded, working_memory, full)] = fake_comfy["loads"]
+    assert loaded == [model.patcher] and working_memory > 32 * 32 * 3 * 4 and full and fake_comfy["free"] == 0
+    assert out.shape == (1, 128, 128, 3)
+
+
+def test_long_batches_come_back_without_a_copy(compact) -> None:
+    """Frames go through one at a time into one output batch, laid out so that ComfyUI's [B, H, W, C] view of it
+    is contiguous (no final copy); the empty mask is one frame's zeros, expanded."""
+    frames = torch.cat([bhwc(16, name) for name in ("astronaut", "coffee", "chelsea")])
+    out, mask = _upscale(to_upscale_model(compact), frames)
+    assert out.shape == (3, 64, 64, 3) and out.is_contiguous()
+    assert mask.shape == (3, 64, 64) and not mask.any() and mask.stride(0) == 0
+    for i in range(3):
+        torch.testing.assert_close(out[i : i + 1], _upscale(to_upscale_model(compact), frames[i : i + 1])[0])
+
+
+@pytest.mark.parametrize("name,scale", [("FBCNN", 1), ("FDnCNN", 1), ("SPAN", 2)])
+def test_models_of_comfyuis_own_loader(name: str, scale: int) -> None:
+    """FBCNN returns a tuple and FDnCNN wants a noise-level channel: the node runs them through their descriptor."""
+    out, _ = _upscale(spandrel_model(name), torch.cat([bhwc(24), bhwc(24, "coffee")]), tile=16)
+    assert out.shape == (2, 24 * scale, 24 * scale, 3) and torch.isfinite(out).all()
 
 
 def test_upscale_node_rejects_a_nan_image(compact) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from realesr_core import RealESRError, UpscaleOptions
-from realesr_core.upscale.engine import upscale
+from realesr_core.upscaling.engine import upscale
 
 from helpers import photo, to_tensor
 

@@ -1,6 +1,6 @@
 """The upscaler: the tiled engine, its options, tile geometry, device facts and channel handling."""
 
-from .engine import UpscaleResult, upscale
+from .engine import UpscaleResult, memory_required, upscale
 from .options import UpscaleOptions
 
-__all__ = ["UpscaleOptions", "UpscaleResult", "upscale"]
+__all__ = ["UpscaleOptions", "UpscaleResult", "memory_required", "upscale"]

@@ -31,7 +31,7 @@ class UpscaleOptions:
     network (slow first call). alpha: "model" runs the alpha channel through the network as a gray image,
     "resize" resizes it smoothly. outscale / width / height: the output size (one of them, or width and height
     together); factors above the model's scale use repeated passes. device: where the network runs (None: where
-    its weights are). output_device: where the result is assembled.
+    its weights are). output_device and output_dtype: where the result is assembled, and its float type.
     """
 
     tile: int = 0
@@ -48,10 +48,13 @@ class UpscaleOptions:
     height: int | None = None
     device: torch.device | str | None = None
     output_device: torch.device | str = "cpu"
+    output_dtype: torch.dtype = torch.float32
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISION_CHOICES:
             raise RealESRError(f"precision must be one of {', '.join(PRECISION_CHOICES)}; got {self.precision!r}")
+        if not self.output_dtype.is_floating_point:
+            raise RealESRError(f"output_dtype must be a float type, got {self.output_dtype}")
         if self.alpha not in ALPHA_MODES:
             raise RealESRError(f"alpha mode must be one of {', '.join(ALPHA_MODES)}, got {self.alpha!r}")
         if min(self.tile, self.overlap, self.blend, self.border, self.tiles_per_forward) < 0:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+import warnings
 import weakref
 from collections import deque
 from collections.abc import Callable
@@ -40,7 +41,7 @@ ProgressCallback = Callable[[int, int], None]
 
 @dataclass
 class UpscaleResult:
-    image: torch.Tensor  # [B, C, H', W'] float32 in 0..1 on the output device
+    image: torch.Tensor  # [B, C, H', W'] in 0..1 (channels-last, options.output_dtype) on the output device
     tile_size: int  # largest tile core actually used (input pixels), after any out-of-memory splits
     tile_count: int  # tiles run
     tiles_per_forward: int
@@ -96,23 +97,17 @@ def upscale(
     model = replace(model, module=_runnable(model.module, plan.device, options.compile))
     target = _target_size(image.shape[-2:], model.scale, options)
     passes = _passes_needed(image.shape[-2:], target, model.scale)
-    colour, alpha_channel = ch.split_alpha(image.float(), model.in_channels)
-    if alpha_channel is not None:
-        colour = ch.premultiply(colour, alpha_channel)
-    alpha_through_model = alpha_channel is not None and options.alpha == "model"
+    alpha_through_model = options.alpha == "model" and ch.split_alpha(image[:1], model.in_channels)[1] is not None
     stats = _Stats(planned=_planned_tiles(image.shape, model, plan, passes) * (1 + alpha_through_model))
-    result = _through_model(model, colour, passes, plan, stats)
-    if alpha_channel is not None:
-        if alpha_through_model:
-            alpha_out = _through_model(model, alpha_channel, passes, plan, stats)
-        else:
-            alpha_out = F.interpolate(alpha_channel.to(plan.output_device), size=result.shape[-2:],
-                                      mode="bicubic", align_corners=False)
-        alpha_out = alpha_out.clamp(0, 1)
-        result = torch.cat([ch.unpremultiply(result, alpha_out), alpha_out], 1)
-    result = _resize(result, target).clamp_(0, 1)
+    # One output batch, allocated once (channels-last: ComfyUI's [B, H, W, C] view of it needs no copy); frames go
+    # through one at a time, so memory beyond it is one frame's, however long the batch.
+    output = torch.empty(image.shape[0], image.shape[1], *target, dtype=options.output_dtype,
+                         device=plan.output_device, memory_format=torch.channels_last)
+    for index in range(image.shape[0]):
+        frame = _upscale_frame(model, image[index : index + 1].float(), passes, target, options.alpha, plan, stats)
+        output[index : index + 1].copy_(frame)
     return UpscaleResult(
-        image=result,
+        image=output,
         tile_size=stats.max_core or plan.tile,
         tile_count=stats.tiles,
         tiles_per_forward=plan.tiles_per_forward,
@@ -122,6 +117,38 @@ def upscale(
         passes=passes,
         seconds=time.perf_counter() - started,
     )
+
+
+def memory_required(model: Any, image: torch.Tensor, options: UpscaleOptions | None = None,
+                    **option_values: Any) -> int:
+    """Bytes an upscale of `image` needs on its device: the weights, one forward's tile windows at their peak, and
+    one input frame. What a host's memory manager (ComfyUI's) should make room for before the call."""
+    options = _with_values(options or UpscaleOptions(), option_values)
+    model = describe(model)
+    plan = _plan(model, image, options, None, None)
+    weights = sum(p.numel() * p.element_size() for p in model.module.parameters())
+    rows, cols = (min(plan.tile + 2 * plan.overlap, size + 2 * plan.border) for size in image.shape[-2:])
+    window = rows * cols * _window_bytes_per_pixel(model, plan.dtype)
+    return int(weights + plan.tiles_per_forward * window + image[:1].numel() * 4)
+
+
+def _upscale_frame(model: ModelDescriptor, frame: torch.Tensor, passes: int, target: tuple[int, int], alpha: str,
+                   plan: _Plan, stats: _Stats) -> torch.Tensor:
+    """One image `[1, C, H, W]` at the target size: premultiplied colour and alpha through the model (or alpha
+    resized), then resized to the target."""
+    colour, alpha_channel = ch.split_alpha(frame, model.in_channels)
+    if alpha_channel is not None:
+        colour = ch.premultiply(colour, alpha_channel)
+    result = _through_model(model, colour, passes, plan, stats)
+    if alpha_channel is not None:
+        if alpha == "model":
+            alpha_out = _through_model(model, alpha_channel, passes, plan, stats)
+        else:
+            alpha_out = F.interpolate(alpha_channel.to(plan.output_device), size=result.shape[-2:],
+                                      mode="bicubic", align_corners=False)
+        alpha_out = alpha_out.clamp(0, 1)
+        result = torch.cat([ch.unpremultiply(result, alpha_out), alpha_out], 1)
+    return _resize(result, target).clamp_(0, 1)
 
 
 def _with_values(options: UpscaleOptions, values: dict[str, Any]) -> UpscaleOptions:
@@ -145,16 +172,21 @@ def _plan(model: ModelDescriptor, image: torch.Tensor, options: UpscaleOptions, 
         supported = {torch.float16: model.supports_fp16, torch.bfloat16: model.supports_bf16}
         if not supported.get(dtype, True):
             raise RealESRError(f"this model does not support {options.precision}")
-    element = torch.finfo(dtype).bits // 8
-    window_bytes_per_pixel = peak_elements_per_pixel(model) * element + 64  # measured peaks: 0.7x of this
+    window_bytes_per_pixel = _window_bytes_per_pixel(model, dtype)
     budget = memory_budget(device)
     tile, overlap, border = options.tile, options.overlap, options.border
+    height, width = image.shape[-2:]
+    one_window_fits = (height + 2 * border) * (width + 2 * border) * window_bytes_per_pixel <= budget
+    if model.tiling == "internal" or (model.tiling == "discouraged" and one_window_fits):
+        tile = max(height, width)  # the model tiles itself, or tiling would harm it and it fits whole
+    elif model.tiling == "discouraged":
+        warnings.warn(f"{model.architecture} works best on whole images, but a {width}x{height} image does not fit "
+                      f"in the memory budget ({budget >> 20} MiB): tiling it anyway", stacklevel=3)
     if tile == 0:
-        window_pixels = budget / window_bytes_per_pixel
-        height, width = image.shape[-2:]
-        if (height + 2 * border) * (width + 2 * border) <= window_pixels:
+        if one_window_fits:
             tile = max(height, width)  # one window: no context overhead at all
         else:
+            window_pixels = budget / window_bytes_per_pixel
             tile = max(MIN_AUTO_TILE, min(MAX_TILE, int(math.sqrt(window_pixels)) - 2 * overlap))
     tiles_per_forward = options.tiles_per_forward
     if tiles_per_forward == 0:
@@ -162,7 +194,11 @@ def _plan(model: ModelDescriptor, image: torch.Tensor, options: UpscaleOptions, 
         fits = int(budget // window) if device.type == "cuda" else 1
         tiles_per_forward = max(1, min(MAX_TILES_PER_FORWARD, fits))
     return _Plan(device, torch.device(options.output_device), dtype, tile, overlap, options.blend, border,
-                 tiles_per_forward, options.channels_last, progress, cancel)
+                 tiles_per_forward, options.channels_last and model.channels_last, progress, cancel)
+
+
+def _window_bytes_per_pixel(model: ModelDescriptor, dtype: torch.dtype) -> float:
+    return peak_elements_per_pixel(model) * (torch.finfo(dtype).bits // 8) + 64  # measured peaks: 0.7x of this
 
 
 def _runnable(module: nn.Module, device: torch.device, compile: bool) -> nn.Module:
@@ -242,15 +278,12 @@ def _through_model(model: ModelDescriptor, image: torch.Tensor, passes: int, pla
     return image
 
 
-def _tiled(model: ModelDescriptor, image: torch.Tensor, plan: _Plan, stats: _Stats) -> torch.Tensor:
-    batch, _, height, width = image.shape
+def _tiled(model: ModelDescriptor, frame: torch.Tensor, plan: _Plan, stats: _Stats) -> torch.Tensor:
+    height, width = frame.shape[-2:]
     scale = model.scale
-    grid, pads = make_grid(height, width, plan.tile, plan.overlap, plan.blend, plan.border,
-                           model.size_multiple)
-    output = torch.zeros(batch, model.out_channels, height * scale, width * scale, device=plan.output_device)
-    for frame in range(batch):
-        padded = pad_reflect(image[frame : frame + 1].to(plan.device), *pads)
-        _run_frame(model, grid, padded, output[frame : frame + 1], plan, stats)
+    grid, pads = make_grid(height, width, plan.tile, plan.overlap, plan.blend, plan.border, model.size_multiple)
+    output = torch.zeros(1, model.out_channels, height * scale, width * scale, device=plan.output_device)
+    _run_frame(model, grid, pad_reflect(frame.to(plan.device), *pads), output, plan, stats)
     return output
 
 

@@ -10,7 +10,7 @@ from torch import nn
 
 from realesr_core import ImageError, RealESRError, load_model
 from realesr_core.models.archs import RRDBNet, SRVGGNetCompact
-from realesr_core.upscale.engine import UpscaleCancelled, UpscaleOutOfMemory, upscale
+from realesr_core.upscaling.engine import UpscaleCancelled, UpscaleOutOfMemory, upscale
 
 from helpers import photo, psnr, randomized, to_tensor
 
@@ -163,7 +163,7 @@ def test_reduced_precision_is_close_to_fp32(compact) -> None:
 
 
 def test_auto_precision_on_this_cpu(compact) -> None:
-    from realesr_core.upscale.device import cpu_has_native_bf16
+    from realesr_core.upscaling.device import cpu_has_native_bf16
 
     result = upscale(compact, to_tensor(photo(16)))
     assert result.precision == ("bf16" if cpu_has_native_bf16() else "fp32")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from itertools import pairwise
 
-from realesr_core.upscale.tiling import boundaries
+from realesr_core.upscaling.tiling import boundaries
 
 
 def test_even_tiles_have_no_thin_strip() -> None:
