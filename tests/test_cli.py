@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from realesr_core.cli import main
+from realesr_core.models import zoo
 
 from helpers import photo, psnr
 
@@ -98,3 +99,13 @@ def test_degrade_writes_pairs_and_replayable_parameters(tmp_path: Path) -> None:
     replayed = apply_parameters(read_image(source / "a.png").tensor, [record["params"]]).degraded
     assert torch.equal(torch.round(replayed * 255), torch.round(read_image(out / "a_lq.png").tensor * 255))
     assert main(["degrade", str(source), str(tmp_path / "x"), "--preset", "bicubic_x4"]) == 0
+
+
+def test_the_cache_folder_comes_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setattr(zoo, "_cache_dir", zoo.cache_dir())  # restored afterwards
+    monkeypatch.setenv("REALESR_CACHE", str(tmp_path / "explicit"))
+    assert main(["models"]) == 0 and f"cache: {tmp_path / 'explicit'}" in capsys.readouterr().out
+    monkeypatch.delenv("REALESR_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert main(["models"]) == 0 and f"cache: {tmp_path / 'xdg' / 'realesr'}" in capsys.readouterr().out

@@ -112,6 +112,7 @@ def main() -> None:
     parser.add_argument("--stand-in", action="store_true", help="run generation workflows on the input image")
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--only", nargs="*", help="workflow names to run")
+    parser.add_argument("--no-thumbnails", action="store_true", help="check the runs only; leave the thumbnails")
     args = parser.parse_args()
     for path in sorted((ROOT / "example_workflows").glob("*.json")):
         if args.only and path.stem not in args.only:
@@ -129,6 +130,8 @@ def main() -> None:
         images = fetch_images(args.server, run(args.server, prompt, args.timeout))
         sizes = ", ".join(f"{im.width}x{im.height}" for im in images)
         print(f"{path.stem}: {len(images)} image(s) ({sizes}) in {time.time() - started:.0f} s")
+        if args.no_thumbnails:
+            continue
         panels = images
         if args.comfy_input and len(images) == 1:
             panels = [Image.open(args.comfy_input / args.image).convert("RGB"), *images]

@@ -44,12 +44,19 @@ def resolve_name(name: str) -> PretrainedModel | None:
     return PRETRAINED.get(name)
 
 
+_cache_dir: Path | None = None
+
+
+def set_cache_dir(path: str | os.PathLike) -> None:
+    """Where converted weights go from now on. The library reads no environment variables (the ComfyUI registry
+    flags packs that do); the command line maps $REALESR_CACHE and $XDG_CACHE_HOME onto this."""
+    global _cache_dir
+    _cache_dir = Path(path)
+
+
 def cache_dir() -> Path:
-    """Where converted weights live: $REALESR_CACHE, else $XDG_CACHE_HOME/realesr, else ~/.cache/realesr."""
-    if explicit := os.environ.get("REALESR_CACHE"):
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "realesr"
+    """Where converted weights live: the folder set by `set_cache_dir`, else ~/.cache/realesr."""
+    return _cache_dir if _cache_dir is not None else Path.home() / ".cache" / "realesr"
 
 
 def ncnn_models_dir() -> Path | None:

