@@ -50,10 +50,11 @@ def current_rss_mb() -> float:
 
 @torch.inference_mode()
 def run_one(method: str, count: int, size: int) -> dict:
+    from tiling import comfy_builtin
+
     from nodes.upscale import Upscale
     from nodes.upscale_model import to_upscale_model
     from realesr_core import load_model
-    from tiling import comfy_builtin
 
     model = load_model(MODEL)
     upscale_model = to_upscale_model(model)  # imports spandrel (about 150 MB): not part of the batch's cost

@@ -17,7 +17,7 @@ from nodes import NODE_CLASS_MAPPINGS
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 from helpers import photo  # noqa: E402
-from workflow_format import BUILTINS, CONTROL, UPLOAD, signature, to_api  # noqa: E402
+from workflow_format import BUILTINS, CONTROL, FREE_CANVAS, UPLOAD, node_box, signature, to_api  # noqa: E402
 
 WORKFLOWS = sorted((ROOT / "example_workflows").glob("*.json"))
 
@@ -172,3 +172,22 @@ def test_generation_workflows_use_the_checkpoint_chain() -> None:
         prompt = to_api(load(ROOT / "example_workflows" / f"{name}.json"))
         types = [n["class_type"] for n in prompt.values()]
         assert "CheckpointLoaderSimple" in types and "RealESR_Upscale" in types and "Note" not in types
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
+def test_layout_opens_readable(path: Path) -> None:
+    """No node (title bar included) overlaps another, and the saved view puts every node inside the canvas area
+    that the frontend's toolbars, side bar, Run panel and minimap leave free."""
+    workflow = load(path)
+    boxes = {n["id"]: node_box(n) for n in workflow["nodes"]}
+    overlapping = [(a, b) for a in boxes for b in boxes if a < b and boxes[a][0] < boxes[b][2] and
+                   boxes[b][0] < boxes[a][2] and boxes[a][1] < boxes[b][3] and boxes[b][1] < boxes[a][3]]
+    assert not overlapping
+    view = workflow["extra"]["ds"]
+    free_left, free_top, free_right, free_bottom = FREE_CANVAS
+    for left, top, right, bottom in boxes.values():
+        screen = [(x + view["offset"][0]) * view["scale"] for x in (left, right)]
+        screen += [(y + view["offset"][1]) * view["scale"] for y in (top, bottom)]
+        assert free_left - 0.5 <= screen[0] and screen[1] <= free_right + 0.5
+        assert free_top - 0.5 <= screen[2] and screen[3] <= free_bottom + 0.5
+    assert view["scale"] >= 0.6, "too small to read"

@@ -28,7 +28,7 @@ def load_image(node_id: int, pos: list[int]) -> dict:
 
 def save(node_id: int, pos: list[int], source: list[int], prefix: str) -> dict:
     return {"id": node_id, "type": "SaveImage", "pos": pos, "inputs": {"images": source}, "widgets": [prefix],
-            "size": [360, 380]}
+            "size": [300, 290]}
 
 
 def loader(node_id: int, pos: list[int], name: str = "RealESRGAN_x4plus") -> dict:
@@ -42,86 +42,92 @@ def upscale(node_id: int, pos: list[int], model: list[int], image: list[int], **
 
 
 def note(node_id: int, pos: list[int], text: str) -> dict:
-    return {"id": node_id, "type": "Note", "pos": pos, "widgets": [text], "size": [400, 120]}
+    return {"id": node_id, "type": "Note", "pos": pos, "widgets": [text], "size": [320, 170]}
 
 
 def generation(first_id: int, width: int = 512) -> list[dict]:
-    """Checkpoint -> prompts -> empty latent -> KSampler -> VAE decode (ids first_id .. first_id + 6)."""
+    """Checkpoint -> prompts -> empty latent -> KSampler -> VAE decode (ids first_id .. first_id + 5), 1400 wide."""
     c, pos_id, neg_id, latent, sampler, decode = range(first_id, first_id + 6)
     return [
         {"id": c, "type": "CheckpointLoaderSimple", "pos": [0, 0], "widgets": ["v1-5-pruned-emaonly.safetensors"],
          "size": [320, 100]},
-        {"id": pos_id, "type": "CLIPTextEncode", "pos": [360, 0], "inputs": {"clip": [c, 1]}, "widgets": [PROMPT]},
-        {"id": neg_id, "type": "CLIPTextEncode", "pos": [360, 240], "inputs": {"clip": [c, 1]}, "widgets": [NEGATIVE]},
-        {"id": latent, "type": "EmptyLatentImage", "pos": [360, 480], "widgets": [width, width, 1], "size": [320, 110]},
-        {"id": sampler, "type": "KSampler", "pos": [720, 0],
+        {"id": pos_id, "type": "CLIPTextEncode", "pos": [380, 0], "inputs": {"clip": [c, 1]}, "widgets": [PROMPT],
+         "size": [380, 150]},
+        {"id": neg_id, "type": "CLIPTextEncode", "pos": [380, 210], "inputs": {"clip": [c, 1]}, "widgets": [NEGATIVE],
+         "size": [380, 150]},
+        {"id": latent, "type": "EmptyLatentImage", "pos": [380, 420], "widgets": [width, width, 1], "size": [380, 110]},
+        {"id": sampler, "type": "KSampler", "pos": [820, 0],
          "inputs": {"model": [c, 0], "positive": [pos_id, 0], "negative": [neg_id, 0], "latent_image": [latent, 0]},
-         "widgets": [42, "fixed", 20, 7.0, "euler", "normal", 1.0], "size": [320, 260]},
-        {"id": decode, "type": "VAEDecode", "pos": [1080, 0], "inputs": {"samples": [sampler, 0], "vae": [c, 2]},
+         "widgets": [42, "fixed", 20, 7.0, "euler", "normal", 1.0], "size": [320, 262]},
+        {"id": decode, "type": "VAEDecode", "pos": [1180, 0], "inputs": {"samples": [sampler, 0], "vae": [c, 2]},
          "size": [220, 50]},
     ]
 
 
+# Layout: 40 px between columns, 60 px (a title bar and a margin) between a node and the one below it; no node
+# overlaps another and the saved view shows them all (tools/check_in_frontend.py checks both in the real frontend).
 WORKFLOWS = {
     "realesr_upscale_x4": ("Upscale x4 with RealESRGAN_x4plus", [
-        load_image(1, [0, 0]), loader(2, [0, 380]),
+        load_image(1, [0, 0]), loader(2, [0, 390]),
         upscale(3, [380, 0], [2, 0], [1, 0]),
-        save(4, [760, 0], [3, 0], "realesr/x4"),
+        save(4, [780, 0], [3, 0], "realesr/x4"),
     ]),
     "realesr_upscale_exact_size": ("Upscale to an exact size: 2x with a x4 model, and 1000 pixels wide", [
-        load_image(1, [0, 0]), loader(2, [0, 380]),
+        load_image(1, [0, 0]), loader(2, [0, 390]),
         upscale(3, [380, 0], [2, 0], [1, 0], size_mode="factor", factor=2.0),
-        upscale(4, [380, 300], [2, 0], [1, 0], size_mode="width", size=1000),
-        save(5, [760, 0], [3, 0], "realesr/x2"),
-        save(6, [760, 420], [4, 0], "realesr/w1000"),
+        upscale(4, [380, 320], [2, 0], [1, 0], size_mode="width", size=1000),
+        save(5, [780, 0], [3, 0], "realesr/x2"),
+        save(6, [780, 350], [4, 0], "realesr/w1000"),
     ]),
     "realesr_txt2img_upscale": ("Generate, then upscale x4", [
-        *generation(1), loader(7, [1080, 120]),
-        upscale(8, [1340, 0], [7, 0], [6, 0]),
-        save(9, [1720, 0], [8, 0], "realesr/txt2img_x4"),
+        *generation(1), loader(7, [820, 330]),
+        upscale(8, [1180, 110], [7, 0], [6, 0]),
+        save(9, [1180, 430], [8, 0], "realesr/txt2img_x4"),
         note(10, [0, 160], CHECKPOINT_NOTE),
     ]),
     "realesr_hires_fix": ("Hires fix: generate, upscale x4, scale to 2x, refine at low denoise", [
-        *generation(1), loader(7, [1080, 120]),
-        upscale(8, [1340, 0], [7, 0], [6, 0]),
-        {"id": 9, "type": "ImageScaleBy", "pos": [1720, 0], "inputs": {"image": [8, 0]},
-         "widgets": ["lanczos", 0.5], "size": [300, 90]},
-        {"id": 10, "type": "VAEEncode", "pos": [2060, 0], "inputs": {"pixels": [9, 0], "vae": [1, 2]}, "size": [220, 50]},
-        {"id": 11, "type": "KSampler", "pos": [2320, 0],
+        *generation(1), loader(7, [820, 330]),
+        upscale(8, [1180, 110], [7, 0], [6, 0]),
+        {"id": 9, "type": "ImageScaleBy", "pos": [0, 620], "inputs": {"image": [8, 0]},
+         "widgets": ["lanczos", 0.5], "size": [320, 90]},
+        {"id": 10, "type": "VAEEncode", "pos": [380, 620], "inputs": {"pixels": [9, 0], "vae": [1, 2]}, "size": [220, 50]},
+        {"id": 11, "type": "KSampler", "pos": [640, 620],
          "inputs": {"model": [1, 0], "positive": [2, 0], "negative": [3, 0], "latent_image": [10, 0]},
-         "widgets": [42, "fixed", 20, 7.0, "euler", "normal", 0.45], "size": [320, 260]},
-        {"id": 12, "type": "VAEDecode", "pos": [2680, 0], "inputs": {"samples": [11, 0], "vae": [1, 2]}, "size": [220, 50]},
-        save(13, [2940, 0], [12, 0], "realesr/hires_fix"),
+         "widgets": [42, "fixed", 20, 7.0, "euler", "normal", 0.45], "size": [320, 262]},
+        {"id": 12, "type": "VAEDecode", "pos": [1000, 620], "inputs": {"samples": [11, 0], "vae": [1, 2]},
+         "size": [220, 50]},
+        save(13, [1260, 620], [12, 0], "realesr/hires_fix"),
         note(14, [0, 160], CHECKPOINT_NOTE),
     ]),
     "realesr_degradation_pair": ("Real-ESRGAN degradation (x4 preset, fixed seed): degraded and clean side by side", [
         load_image(1, [0, 0]),
         {"id": 2, "type": "RealESR_Degrade", "pos": [380, 0], "inputs": {"image": [1, 0]},
          "widgets": ours("RealESR_Degrade", seed=7, size="keep size"), "size": [340, 300]},
-        {"id": 3, "type": "PreviewImage", "pos": [760, 0], "inputs": {"images": [2, 0]}, "size": [360, 380]},
-        {"id": 4, "type": "PreviewImage", "pos": [1140, 0], "inputs": {"images": [2, 1]}, "size": [360, 380]},
+        {"id": 3, "type": "PreviewImage", "pos": [780, 0], "inputs": {"images": [2, 0]}, "size": [300, 300]},
+        {"id": 4, "type": "PreviewImage", "pos": [1120, 0], "inputs": {"images": [2, 1]}, "size": [300, 300]},
     ]),
     "realesr_degrade_for_realism": ("Degrade for realism: blur + noise + JPEG, ready for img2img", [
         load_image(1, [0, 0]),
         {"id": 2, "type": "RealESR_Blur", "pos": [380, 0], "inputs": {"image": [1, 0]},
-         "widgets": ours("RealESR_Blur", kernel="aniso", kernel_size=15, sigma_x=1.6, sigma_y=0.8, rotation=30.0)},
-        {"id": 3, "type": "RealESR_Noise", "pos": [760, 0], "inputs": {"image": [2, 0]},
-         "widgets": ours("RealESR_Noise", sigma=8.0, seed=3)},
-        {"id": 4, "type": "RealESR_JPEG", "pos": [1140, 0], "inputs": {"image": [3, 0]},
-         "widgets": ours("RealESR_JPEG", quality=45.0)},
-        save(5, [1520, 0], [4, 0], "realesr/degraded"),
+         "widgets": ours("RealESR_Blur", kernel="aniso", kernel_size=15, sigma_x=1.6, sigma_y=0.8, rotation=30.0),
+         "size": [320, 250]},
+        {"id": 3, "type": "RealESR_Noise", "pos": [740, 0], "inputs": {"image": [2, 0]},
+         "widgets": ours("RealESR_Noise", sigma=8.0, seed=3), "size": [320, 190]},
+        {"id": 4, "type": "RealESR_JPEG", "pos": [1100, 0], "inputs": {"image": [3, 0]},
+         "widgets": ours("RealESR_JPEG", quality=45.0), "size": [300, 100]},
+        save(5, [1100, 160], [4, 0], "realesr/degraded"),
     ]),
     "realesr_interop": ("Interop: ComfyUI's loader into our upscale, our loader into ComfyUI's upscale", [
         load_image(1, [0, 0]),
-        {"id": 2, "type": "UpscaleModelLoader", "pos": [0, 380], "widgets": ["RealESRGAN_x4plus.safetensors"],
+        {"id": 2, "type": "UpscaleModelLoader", "pos": [0, 390], "widgets": ["RealESRGAN_x4plus.safetensors"],
          "size": [320, 60]},
         upscale(3, [380, 0], [2, 0], [1, 0]),
-        save(4, [760, 0], [3, 0], "realesr/interop_builtin_loader"),
-        loader(5, [0, 480]),
-        {"id": 6, "type": "ImageUpscaleWithModel", "pos": [380, 320], "inputs": {"upscale_model": [5, 0], "image": [1, 0]},
-         "size": [260, 50]},
-        save(7, [760, 420], [6, 0], "realesr/interop_builtin_upscale"),
-        note(8, [0, 560], "Load Upscale Model needs RealESRGAN_x4plus.safetensors in models/upscale_models: "
+        save(4, [780, 0], [3, 0], "realesr/interop_builtin_loader"),
+        loader(5, [0, 510]),
+        {"id": 6, "type": "ImageUpscaleWithModel", "pos": [380, 350], "inputs": {"upscale_model": [5, 0], "image": [1, 0]},
+         "size": [340, 50]},
+        save(7, [780, 350], [6, 0], "realesr/interop_builtin_upscale"),
+        note(8, [0, 630], "Load Upscale Model needs RealESRGAN_x4plus.safetensors in models/upscale_models: "
                           "realesr convert RealESRGAN_x4plus models/upscale_models/RealESRGAN_x4plus.safetensors"),
     ]),
 }

@@ -88,8 +88,32 @@ def build_ui(nodes: list[dict], title: str) -> dict:
             "widgets_values": node.get("widgets", []),
         })
     return {"last_node_id": max(n["id"] for n in nodes), "last_link_id": len(links), "nodes": ui_nodes,
-            "links": links, "groups": [], "config": {}, "extra": {"ds": {"scale": 0.8, "offset": [60, 80]},
-                                                                   "info": {"name": title}}, "version": 0.4}
+            "links": links, "groups": [], "config": {}, "extra": {"ds": opening_view(ui_nodes), "info": {"name": title}},
+            "version": 0.4}
+
+
+# The frontend (1.35) in a 1600x900 window: the part of the canvas that no toolbar, side bar, Run panel or minimap
+# covers, in screen pixels (left, top, right, bottom); and the height of a node's title bar above its `pos`.
+FREE_CANVAS = (70, 100, 1330, 880)
+TITLE_HEIGHT = 30
+MAX_SCALE = 0.8
+
+
+def node_box(node: dict) -> tuple[float, float, float, float]:
+    """A node's extent on the canvas, title bar included: (left, top, right, bottom)."""
+    (x, y), (width, height) = node["pos"], node["size"]
+    return x, y - TITLE_HEIGHT, x + width, y + height
+
+
+def opening_view(nodes: list[dict]) -> dict:
+    """The saved view (scale, offset) that shows every node, title bars included, inside FREE_CANVAS."""
+    boxes = [node_box(n) for n in nodes]
+    left, top = min(b[0] for b in boxes), min(b[1] for b in boxes)
+    right, bottom = max(b[2] for b in boxes), max(b[3] for b in boxes)
+    free_left, free_top, free_right, free_bottom = FREE_CANVAS
+    scale = min(MAX_SCALE, (free_right - free_left) / (right - left), (free_bottom - free_top) / (bottom - top))
+    scale = int(scale * 100) / 100  # a scale the zoom box shows plainly
+    return {"scale": scale, "offset": [free_left / scale - left, free_top / scale - top]}
 
 
 def _topological(nodes: list[dict]) -> list[int]:
