@@ -85,6 +85,15 @@ def model_files() -> list[str]:
     return list(folder_paths.get_filename_list(UPSCALE_FOLDER)) if folder_paths else []
 
 
+def model_file_paths() -> list[Path]:
+    """Full paths of every file in the upscale model folders."""
+    folder_paths = _comfy("folder_paths", "get_full_path")
+    if folder_paths is None:
+        return []
+    paths = (folder_paths.get_full_path(UPSCALE_FOLDER, name) for name in model_files())
+    return [Path(p) for p in paths if p]
+
+
 def model_file_path(name: str) -> Path:
     folder_paths = _comfy("folder_paths", "get_full_path_or_raise")
     if folder_paths is None:

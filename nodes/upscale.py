@@ -10,12 +10,14 @@ import torch
 from realesr_core import (
     PRETRAINED,
     ModelDescriptor,
+    ModelLoadError,
     UpscaleOptions,
     interpolate_models,
     load_model,
     save_model,
     upscale,
 )
+from realesr_core.models import zoo
 from realesr_core.upscaling import memory_required
 from realesr_core.upscaling.channels import ALPHA_MODES
 from realesr_core.upscaling.options import DEFAULT_OVERLAP, PRECISION_CHOICES
@@ -36,8 +38,9 @@ def _bhwc(image: torch.Tensor) -> torch.Tensor:
 
 class LoadModel:
     DESCRIPTION = ("Loads an upscale model: any file in models/upscale_models (ESRGAN, Real-ESRGAN, BSRGAN, RealSR, "
-                   "Compact; .safetensors or .pth) or a bundled official Real-ESRGAN model. The output works with "
-                   "ComfyUI's own 'Upscale Image (using Model)' too.")
+                   "Compact; .safetensors or .pth) or an official Real-ESRGAN model by name, from the weights package "
+                   "requirements.txt installs or from the official release file in models/upscale_models (any name). "
+                   "The output works with ComfyUI's own 'Upscale Image (using Model)' too.")
     CATEGORY = "model/loaders"
     FUNCTION = "load"
     RETURN_TYPES = ("UPSCALE_MODEL",)
@@ -45,13 +48,31 @@ class LoadModel:
 
     @classmethod
     def INPUT_TYPES(cls) -> dict:
-        names = list(PRETRAINED) + comfy_env.model_files()
-        return {"required": {"model_name": (names, {"default": names[0], "tooltip": (
-            "A bundled model (converted once from the official weights) or a file from models/upscale_models.")})}}
+        ready, missing = zoo.bundled_models(comfy_env.model_file_paths())
+        names = list(ready) + comfy_env.model_files()
+        tooltip = ("An official model by name (converted once from the official weights) or a file from "
+                   "models/upscale_models.")
+        if missing:
+            tooltip += " Not listed, and why: " + " ".join(missing.values())
+        return {"required": {"model_name": (names, {"default": names[0] if names else "", "tooltip": tooltip})}}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, model_name: str) -> bool | str:
+        ready, missing = zoo.bundled_models(comfy_env.model_file_paths())
+        if model_name in ready or model_name in comfy_env.model_files():
+            return True
+        return missing.get(model_name, f"{model_name!r} is neither an official model nor a file in "
+                                       "models/upscale_models")
 
     def load(self, model_name: str) -> tuple[Any]:
-        source = model_name if model_name in PRETRAINED else comfy_env.model_file_path(model_name)
-        return (to_upscale_model(load_model(source)),)
+        if model_name not in PRETRAINED:
+            return (to_upscale_model(load_model(comfy_env.model_file_path(model_name))),)
+        ready, missing = zoo.bundled_models(comfy_env.model_file_paths())
+        if model_name not in ready:
+            raise ModelLoadError(missing[model_name])
+        descriptor = load_model(ready[model_name])
+        descriptor.name = model_name
+        return (to_upscale_model(descriptor),)
 
 
 class Upscale:

@@ -138,9 +138,12 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    ready, missing = zoo.bundled_models()
     for name, entry in zoo.PRETRAINED.items():
-        print(f"{name:28s} {entry.description}")
-    print(f"(converted from {zoo.NCNN_WHEEL}; cache: {zoo.cache_dir()})")
+        print(f"{name:28s} {'ready  ' if name in ready else 'missing'} {entry.description}")
+    for reason in missing.values():
+        print(f"  {reason}")
+    print(f"(converted once from the official weights; cache: {zoo.cache_dir()})")
     return 0
 
 

