@@ -38,6 +38,19 @@ def offload_device() -> torch.device:
     return mm.unet_offload_device() if mm else torch.device("cpu")
 
 
+def gpu_precision(device: torch.device, supports_fp16: bool, supports_bf16: bool) -> str | None:
+    """ComfyUI's own choice of reduced precision for a GPU (it knows the cards whose fp16 is broken or slow), or
+    None where ComfyUI is absent or the device is no GPU (the engine decides)."""
+    mm = _comfy("comfy.model_management", "should_use_fp16")
+    if mm is None or device.type != "cuda":
+        return None
+    if supports_fp16 and mm.should_use_fp16(device, prioritize_performance=True):
+        return "fp16"
+    if supports_bf16 and mm.should_use_bf16(device, prioritize_performance=True):
+        return "bf16"
+    return "fp32"
+
+
 def intermediate_dtype() -> torch.dtype:
     """The float type of IMAGE tensors between nodes: today's ComfyUI can make it half precision; 0.8.0 has fp32."""
     mm = _comfy("comfy.model_management", "intermediate_dtype")

@@ -17,7 +17,7 @@ from realesr_core import (
     save_model,
     upscale,
 )
-from realesr_core.models import zoo
+from realesr_core.models import describe, zoo
 from realesr_core.upscaling import memory_required
 from realesr_core.upscaling.channels import ALPHA_MODES
 from realesr_core.upscaling.options import DEFAULT_OVERLAP, PRECISION_CHOICES
@@ -131,6 +131,9 @@ class Upscale:
         alpha = _alpha_from_mask(mask, colour)
         if alpha is not None:
             colour = torch.cat([colour, alpha], 1)
+        if precision == "auto":
+            described = describe(model)
+            precision = comfy_env.gpu_precision(device, described.supports_fp16, described.supports_bf16) or "auto"
         options = UpscaleOptions(tile=tile, overlap=overlap, precision=precision, alpha=alpha_mode, device=device,
                                  output_device=comfy_env.intermediate_device(),
                                  output_dtype=comfy_env.intermediate_dtype(),

@@ -4,6 +4,8 @@ Callers (the command line, the ComfyUI nodes) catch these to show a message inst
 failure that is the user's input rather than our bug is one of these.
 """
 
+import torch
+
 
 class RealESRError(Exception):
     """Base of every error realesr raises on purpose."""
@@ -21,5 +23,6 @@ class UpscaleCancelled(RealESRError):
     """The caller's cancel check asked to stop; no partial result is returned."""
 
 
-class UpscaleOutOfMemory(RealESRError, MemoryError):
-    """Even the smallest tiles did not fit."""
+class UpscaleOutOfMemory(RealESRError, torch.cuda.OutOfMemoryError):
+    """Even the smallest tiles did not fit. A torch out-of-memory error too, so hosts that handle those (ComfyUI
+    unloads models and shows its advice) treat it as one."""

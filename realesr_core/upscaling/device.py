@@ -12,10 +12,14 @@ FALLBACK_AVAILABLE = 4 << 30
 
 
 def available_memory(device: torch.device) -> int:
-    """Bytes that can still be allocated: CUDA's free memory, or the system's available RAM."""
+    """Bytes that can still be allocated: CUDA's free memory plus what PyTorch's caching allocator holds but no
+    tensor uses (as ComfyUI counts it; without it every image after the first gets smaller tiles), or the system's
+    available RAM."""
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
-        return int(free)
+        stats = torch.cuda.memory_stats(device)
+        cached = stats.get("reserved_bytes.all.current", 0) - stats.get("active_bytes.all.current", 0)
+        return int(free + max(0, cached))
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemAvailable:"):
@@ -42,11 +46,17 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+FP16_CAPABILITY = (7, 0)  # tensor cores; below it (Pascal and older) fp16 is slow or broken, ComfyUI avoids it too
+BF16_CAPABILITY = (8, 0)  # cuDNN runs bf16 convolutions natively from Ampere on; earlier cards only emulate it
+
+
 def auto_dtype(device: torch.device, supports_fp16: bool, supports_bf16: bool) -> torch.dtype:
+    """The precision `auto` picks for `device` (the target device's own capability, not the current one's)."""
     if device.type == "cuda":
-        if supports_fp16:
+        capability = torch.cuda.get_device_capability(device)
+        if supports_fp16 and capability >= FP16_CAPABILITY and not _broken_fp16(device):
             return torch.float16
-        if supports_bf16 and torch.cuda.is_bf16_supported():
+        if supports_bf16 and capability >= BF16_CAPABILITY:
             return torch.bfloat16
         return torch.float32
     if device.type == "cpu" and supports_bf16 and cpu_has_native_bf16():
@@ -54,14 +64,28 @@ def auto_dtype(device: torch.device, supports_fp16: bool, supports_bf16: bool) -
     return torch.float32
 
 
+# Turing cards without working fp16 (capability 7.5 all the same): the GTX 16 series and its workstation and mobile
+# relatives, as ComfyUI lists them.
+BROKEN_FP16_CARDS = ("1660", "1650", "1630", "T500", "T550", "T600", "MX550", "MX450", "CMP 30HX", "T2000", "T1000",
+                     "T1200")
+
+
+def _broken_fp16(device: torch.device) -> bool:
+    name = torch.cuda.get_device_name(device)
+    return any(model in name for model in BROKEN_FP16_CARDS)
+
+
+# Allocation failures that surface as other errors: cuDNN and cuBLAS running out of workspace memory, the CPU
+# allocator. Each means "smaller tiles would fit", not "the model is broken".
+OUT_OF_MEMORY_MESSAGES = ("out of memory", "can't allocate memory", "CUDNN_STATUS_ALLOC_FAILED",
+                          "CUBLAS_STATUS_ALLOC_FAILED", "GET was unable to find an engine",
+                          "Unable to find a valid cuDNN algorithm")
+
+
 def is_out_of_memory(error: BaseException) -> bool:
-    """CUDA's OutOfMemoryError and the CPU allocator's RuntimeError alike."""
-    if isinstance(error, torch.cuda.OutOfMemoryError):
+    if isinstance(error, (torch.cuda.OutOfMemoryError, MemoryError)):
         return True
-    text = str(error)
-    return isinstance(error, (RuntimeError, MemoryError)) and (
-        "out of memory" in text or "can't allocate memory" in text or isinstance(error, MemoryError)
-    )
+    return isinstance(error, RuntimeError) and any(message in str(error) for message in OUT_OF_MEMORY_MESSAGES)
 
 
 def release_cached(device: torch.device) -> None:

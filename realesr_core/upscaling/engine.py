@@ -9,12 +9,10 @@ another device than the one asked for runs as a copy there.
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 import warnings
 import weakref
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -23,13 +21,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import RealESRError, UpscaleCancelled, UpscaleOutOfMemory
+from ..errors import RealESRError
 from ..imaging import check_images, pad_reflect
 from ..models.descriptor import ModelDescriptor, describe
 from . import channels as ch
-from .device import auto_dtype, is_out_of_memory, memory_budget, release_cached
+from .device import auto_dtype, memory_budget
 from .options import PRECISIONS, UpscaleOptions
-from .tiling import Grid, Tile, make_grid
+from .tile_runner import FrameJob, Runner, TileStats, run_tiles
+from .tiling import make_grid
 
 MAX_TILE = 2048
 MIN_AUTO_TILE = 64
@@ -47,6 +46,7 @@ class UpscaleResult:
     tiles_per_forward: int
     precision: str  # "fp32" | "fp16" | "bf16"
     fp32_reruns: int  # tiles re-run in fp32 because reduced precision gave NaN, Inf or black
+    switched_to_fp32: bool  # after RERUNS_BEFORE_FP32 re-runs in a row the rest of the call ran in fp32
     oom_splits: int  # tiles split after running out of memory
     passes: int  # model passes (more than one when the wanted size exceeds the model's scale)
     seconds: float
@@ -70,9 +70,13 @@ class _Plan:
     blend: int
     border: int
     tiles_per_forward: int  # halved when a batch of tiles runs out of memory
-    channels_last: bool
     progress: ProgressCallback | None
     cancel: Callable[[], bool] | None
+    runner: Runner  # the network on the device, in the plan's precision
+    first_tile: int = 0  # the tile size planned (tile shrinks when memory runs out)
+
+    def __post_init__(self) -> None:
+        self.first_tile = self.tile
 
 
 def upscale(
@@ -94,11 +98,10 @@ def upscale(
     check_images(image)
     model = describe(model)
     plan = _plan(model, image, options, progress, cancel)
-    model = replace(model, module=_runnable(model.module, plan.device, options.compile))
     target = _target_size(image.shape[-2:], model.scale, options)
     passes = _passes_needed(image.shape[-2:], target, model.scale)
     alpha_through_model = options.alpha == "model" and ch.split_alpha(image[:1], model.in_channels)[1] is not None
-    stats = _Stats(planned=_planned_tiles(image.shape, model, plan, passes) * (1 + alpha_through_model))
+    stats = TileStats(planned=_planned_tiles(image.shape, model, plan, passes) * (1 + alpha_through_model))
     # One output batch, allocated once (channels-last: ComfyUI's [B, H, W, C] view of it needs no copy); frames go
     # through one at a time, so memory beyond it is one frame's, however long the batch.
     output = torch.empty(image.shape[0], image.shape[1], *target, dtype=options.output_dtype,
@@ -112,6 +115,7 @@ def upscale(
         tile_count=stats.tiles,
         tiles_per_forward=plan.tiles_per_forward,
         precision=next(k for k, v in PRECISIONS.items() if v == plan.dtype),
+        switched_to_fp32=plan.runner.dtype != plan.dtype,
         fp32_reruns=stats.fp32_reruns,
         oom_splits=stats.oom_splits,
         passes=passes,
@@ -133,7 +137,7 @@ def memory_required(model: Any, image: torch.Tensor, options: UpscaleOptions | N
 
 
 def _upscale_frame(model: ModelDescriptor, frame: torch.Tensor, passes: int, target: tuple[int, int], alpha: str,
-                   plan: _Plan, stats: _Stats) -> torch.Tensor:
+                   plan: _Plan, stats: TileStats) -> torch.Tensor:
     """One image `[1, C, H, W]` at the target size: premultiplied colour and alpha through the model (or alpha
     resized), then resized to the target."""
     colour, alpha_channel = ch.split_alpha(frame, model.in_channels)
@@ -193,29 +197,14 @@ def _plan(model: ModelDescriptor, image: torch.Tensor, options: UpscaleOptions, 
         window = (tile + 2 * overlap) ** 2 * window_bytes_per_pixel
         fits = int(budget // window) if device.type == "cuda" else 1
         tiles_per_forward = max(1, min(MAX_TILES_PER_FORWARD, fits))
+    runner = Runner(model.module, device, dtype, options.channels_last and model.channels_last,
+                    _compiled if options.compile else None)
     return _Plan(device, torch.device(options.output_device), dtype, tile, overlap, options.blend, border,
-                 tiles_per_forward, options.channels_last and model.channels_last, progress, cancel)
+                 tiles_per_forward, progress, cancel, runner)
 
 
 def _window_bytes_per_pixel(model: ModelDescriptor, dtype: torch.dtype) -> float:
     return peak_elements_per_pixel(model) * (torch.finfo(dtype).bits // 8) + 64  # measured peaks: 0.7x of this
-
-
-def _runnable(module: nn.Module, device: torch.device, compile: bool) -> nn.Module:
-    """The module itself when its weights are on `device`, else a copy there; compiled when asked."""
-    parameter = next(module.parameters(), None)
-    if parameter is not None and parameter.device != device:
-        module = copy.deepcopy(module).to(device)
-    return _compiled(module) if compile else module
-
-
-_COMPILED: "weakref.WeakKeyDictionary[nn.Module, nn.Module]" = weakref.WeakKeyDictionary()
-
-
-def _compiled(module: nn.Module) -> nn.Module:
-    if module not in _COMPILED:
-        _COMPILED[module] = torch.compile(module, dynamic=False)
-    return _COMPILED[module]
 
 
 def _target_size(size: torch.Size, scale: int, options: UpscaleOptions) -> tuple[int, int]:
@@ -249,28 +238,22 @@ def _resize(image: torch.Tensor, target: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(image, size=target, mode="bicubic", align_corners=False, antialias=antialias)
 
 
-@dataclass
-class _Stats:
-    planned: int = 0
-    tiles: int = 0
-    fp32_reruns: int = 0
-    oom_splits: int = 0
-    max_core: int = 0
-
-
 def _planned_tiles(shape: torch.Size, model: ModelDescriptor, plan: _Plan, passes: int) -> int:
     batch, _, height, width = shape
     total = 0
     for _ in range(passes):
-        grid, _pads = make_grid(height, width, plan.tile, plan.overlap, plan.blend, plan.border,
-                                model.size_multiple)
-        total += batch * len(grid.tiles(0))
+        total += batch * _tile_count(height, width, plan.tile, model, plan)
         height, width = height * model.scale, width * model.scale
     return total
 
 
+def _tile_count(height: int, width: int, tile: int, model: ModelDescriptor, plan: _Plan) -> int:
+    grid, _pads = make_grid(height, width, tile, plan.overlap, plan.blend, plan.border, model.size_multiple)
+    return len(grid.tiles(0))
+
+
 def _through_model(model: ModelDescriptor, image: torch.Tensor, passes: int, plan: _Plan,
-                   stats: _Stats) -> torch.Tensor:
+                   stats: TileStats) -> torch.Tensor:
     out_channels = image.shape[1]
     for _ in range(passes):
         output = _tiled(model, ch.to_model_channels(image, model.in_channels), plan, stats)
@@ -278,101 +261,37 @@ def _through_model(model: ModelDescriptor, image: torch.Tensor, passes: int, pla
     return image
 
 
-def _tiled(model: ModelDescriptor, frame: torch.Tensor, plan: _Plan, stats: _Stats) -> torch.Tensor:
+def _tiled(model: ModelDescriptor, frame: torch.Tensor, plan: _Plan, stats: TileStats) -> torch.Tensor:
+    """One frame through the network in tiles. A tile size that ran out of memory on an earlier frame or pass is
+    not tried again (the progress total follows)."""
     height, width = frame.shape[-2:]
     scale = model.scale
     grid, pads = make_grid(height, width, plan.tile, plan.overlap, plan.blend, plan.border, model.size_multiple)
-    output = torch.zeros(1, model.out_channels, height * scale, width * scale, device=plan.output_device)
-    _run_frame(model, grid, pad_reflect(frame.to(plan.device), *pads), output, plan, stats)
+    if plan.tile != plan.first_tile:
+        stats.planned += len(grid.tiles(0)) - _tile_count(height, width, plan.first_tile, model, plan)
+    output = torch.empty(1, model.out_channels, height * scale, width * scale, device=plan.output_device,
+                         memory_format=torch.channels_last).zero_()
+    job = FrameJob(grid, pad_reflect(frame.to(plan.device), *pads), output, scale, plan.tiles_per_forward,
+                   plan.progress, plan.cancel)
+    stats.finest_level = 0
+    plan.tiles_per_forward = run_tiles(job, plan.runner, stats)
+    if stats.finest_level > 0:
+        plan.tile = min(plan.tile, grid.max_core(stats.finest_level))
     return output
 
 
-def _run_frame(model: ModelDescriptor, grid: Grid, padded: torch.Tensor, output: torch.Tensor, plan: _Plan,
-               stats: _Stats) -> None:
-    queue: deque[Tile] = deque(grid.tiles(0))
-    while queue:
-        if plan.cancel is not None and plan.cancel():
-            raise UpscaleCancelled("upscale cancelled")
-        level = queue[0].level
-        batch = [queue.popleft()]
-        while queue and len(batch) < plan.tiles_per_forward and queue[0].level == level:
-            batch.append(queue.popleft())
-        try:
-            results = _forward_tiles(model, grid, padded, batch, plan, stats)
-        except Exception as error:  # noqa: BLE001 - only out-of-memory is handled; everything else re-raised
-            if not is_out_of_memory(error):
-                raise
-            release_cached(plan.device)
-            _recover_from_oom(grid, batch, queue, plan, stats)
-            continue
-        for tile, result in zip(batch, results, strict=True):
-            _accumulate(grid, tile, result, output, model.scale)
-            stats.max_core = max(stats.max_core, grid.max_core(tile.level))
-            stats.tiles += 1
-            if plan.progress is not None:
-                plan.progress(stats.tiles, stats.planned)
+_COMPILED: dict[int, tuple[weakref.ref, nn.Module]] = {}
+COMPILED_KEPT = 2  # compiled models kept between calls (each holds its module's weights)
 
 
-def _recover_from_oom(grid: Grid, batch: list[Tile], queue: deque[Tile], plan: _Plan, stats: _Stats) -> None:
-    """Fewer tiles per forward first (same tiles, same output); then split the tiles still to run into the next
-    level's tiles, whose boundaries include the current ones, so finished tiles stay valid."""
-    queue.extendleft(reversed(batch))
-    if len(batch) > 1:
-        plan.tiles_per_forward = max(1, len(batch) // 2)
-        return
-    tile = batch[0]
-    if not grid.can_split(tile):
-        raise UpscaleOutOfMemory(f"out of memory on {plan.device} even with tiles of {grid.max_core(tile.level)} px")
-    remaining = list(queue)
-    queue.clear()
-    for pending in remaining:
-        if pending.level == tile.level:
-            children = grid.children(pending)
-            queue.extend(children)
-            stats.oom_splits += 1
-            stats.planned += len(children) - 1
-        else:
-            queue.append(pending)
-
-
-def _forward_tiles(model: ModelDescriptor, grid: Grid, padded: torch.Tensor, batch: list[Tile], plan: _Plan,
-                   stats: _Stats) -> list[torch.Tensor]:
-    windows = []
-    for tile in batch:
-        (y0, y1), (x0, x1) = grid.rows.window(tile.level, tile.row), grid.cols.window(tile.level, tile.col)
-        windows.append(padded[..., y0:y1, x0:x1])
-    inputs = torch.cat(windows, 0)
-    outputs = _run_module(model.module, inputs, plan.dtype, plan.channels_last)
-    results = list(outputs.unbind(0))
-    if plan.dtype != torch.float32:
-        for i, (window, result) in enumerate(zip(inputs, results, strict=True)):
-            if _reduced_precision_failed(window, result):
-                results[i] = _run_module(model.module, window[None], torch.float32, plan.channels_last)[0]
-                stats.fp32_reruns += 1
-    return [r[None] for r in results]
-
-
-def _run_module(module: nn.Module, inputs: torch.Tensor, dtype: torch.dtype, channels_last: bool) -> torch.Tensor:
-    if channels_last:
-        inputs = inputs.contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode(), torch.autocast(inputs.device.type, dtype=dtype, enabled=dtype != torch.float32):
-        return module(inputs).float()
-
-
-def _reduced_precision_failed(window: torch.Tensor, result: torch.Tensor) -> bool:
-    """NaN or Inf anywhere, or black where the input is not (fp16 overflow shows up as both)."""
-    if not torch.isfinite(result).all():
-        return True
-    return bool(result.abs().amax() < 1.0 / 255 and window.amax() > 4.0 / 255)
-
-
-def _accumulate(grid: Grid, tile: Tile, result: torch.Tensor, output: torch.Tensor, scale: int) -> None:
-    """Adds the tile's kept region, weighted, into the output in place (weights of all tiles sum to one)."""
-    rows, cols = grid.rows, grid.cols
-    (ky0, ky1), (kx0, kx1) = rows.kept(tile.level, tile.row), cols.kept(tile.level, tile.col)
-    wy0, wx0 = rows.window(tile.level, tile.row)[0], cols.window(tile.level, tile.col)[0]
-    oy, ox = (ky0 + rows.pad_before - wy0) * scale, (kx0 + cols.pad_before - wx0) * scale
-    kept = result[..., oy : oy + (ky1 - ky0) * scale, ox : ox + (kx1 - kx0) * scale]
-    weight = rows.ramp(tile.level, tile.row, scale)[:, None] * cols.ramp(tile.level, tile.col, scale)[None, :]
-    target = output[..., ky0 * scale : ky1 * scale, kx0 * scale : kx1 * scale]
-    target.add_(kept.to(output.device) * weight.to(output.device))
+def _compiled(module: nn.Module) -> nn.Module:
+    """torch.compile'd once per module; the cache holds the last COMPILED_KEPT modules, so it never grows."""
+    key = id(module)
+    entry = _COMPILED.get(key)
+    if entry is None or entry[0]() is not module:
+        while len(_COMPILED) >= COMPILED_KEPT:
+            del _COMPILED[next(iter(_COMPILED))]
+        entry = (weakref.ref(module), torch.compile(module, dynamic=False))
+    _COMPILED.pop(key, None)
+    _COMPILED[key] = entry  # most recent last
+    return entry[1]

@@ -78,10 +78,11 @@ class Axis:
         complement each other; never wider than the context or than half the smallest level-0 core."""
         return max(0, min(self.blend, self.overlap, self.smallest_core(0) // 2))
 
-    def ramp(self, level: int, index: int, scale: int) -> torch.Tensor:
-        """Weights over the kept output range (length scale * kept): up across the first band, down the last."""
+    def ramp(self, level: int, index: int, scale: int, device: torch.device | str = "cpu") -> torch.Tensor:
+        """Weights over the kept output range (length scale * kept): up across the first band, down the last.
+        Built where they are used (no host-to-device copy)."""
         start, end = self.kept(level, index)
-        positions = torch.arange(start * scale, end * scale, dtype=torch.float64) + 0.5
+        positions = torch.arange(start * scale, end * scale, dtype=torch.float64, device=device) + 0.5
         weight = torch.ones_like(positions)
         cores = self.cores(level)
         band = self.band * scale

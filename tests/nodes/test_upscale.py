@@ -239,3 +239,17 @@ def test_manager_installed_official_file_stands_in_for_the_package(upscale_model
     (model,) = loader().load("realesr-animevideov3")
     assert engine_model(model).name == "realesr-animevideov3"
     assert _upscale(model, bhwc(16))[0].shape == (1, 64, 64, 3)
+
+
+@pytest.mark.parametrize("fp16,bf16,supports,expected", [
+    (True, True, (True, True), "fp16"), (False, True, (True, True), "bf16"), (False, False, (True, True), "fp32"),
+    (True, True, (False, True), "bf16")])
+def test_comfyui_decides_gpu_precision(monkeypatch: pytest.MonkeyPatch, fake_comfy, fp16, bf16, supports, expected):
+    """On a GPU the node asks ComfyUI, which knows the cards whose fp16 is broken (GTX 16xx) or slow (Pascal)."""
+    from nodes import comfy_env
+
+    mm = sys.modules["comfy.model_management"]
+    monkeypatch.setattr(mm, "should_use_fp16", lambda device, prioritize_performance: fp16, raising=False)
+    monkeypatch.setattr(mm, "should_use_bf16", lambda device, prioritize_performance: bf16, raising=False)
+    assert comfy_env.gpu_precision(torch.device("cuda"), *supports) == expected
+    assert comfy_env.gpu_precision(torch.device("cpu"), *supports) is None  # the engine decides on CPUs

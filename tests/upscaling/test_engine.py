@@ -8,9 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from realesr_core import ImageError, RealESRError, load_model
+from realesr_core import ImageError, RealESRError, UpscaleCancelled, UpscaleOutOfMemory, load_model, upscale
 from realesr_core.models.archs import RRDBNet, SRVGGNetCompact
-from realesr_core.upscaling.engine import UpscaleCancelled, UpscaleOutOfMemory, upscale
 
 from helpers import photo, psnr, randomized, to_tensor
 
@@ -85,7 +84,11 @@ def fail_on_first(size: tuple[int, int], message: str):
 
 
 @pytest.mark.parametrize("message", ["CUDA out of memory. Tried to allocate 2.00 GiB",
-                                     "[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory"])
+                                     "[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory",
+                                     "cuDNN error: CUDNN_STATUS_ALLOC_FAILED",
+                                     "GET was unable to find an engine to execute this computation",
+                                     "Unable to find a valid cuDNN algorithm to run convolution",
+                                     "CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"])
 def test_out_of_memory_splits_the_tile_and_matches_a_smaller_start(message: str) -> None:
     model = load_model(randomized(RRDBNet(num_feat=8, num_block=2, num_grow_ch=4)).state_dict())
     image = to_tensor(photo(160))
@@ -133,8 +136,26 @@ def raise_error(message: str):
 
 
 def test_out_of_memory_at_the_smallest_tile_is_a_clear_error(compact) -> None:
-    with pytest.raises(UpscaleOutOfMemory, match="even with tiles of"):
+    with pytest.raises(UpscaleOutOfMemory, match="even with tiles of") as raised:
         upscale(hooked(compact, raise_error("CUDA out of memory")), to_tensor(photo(20)), tile=20, precision="fp32")
+    assert isinstance(raised.value, torch.cuda.OutOfMemoryError)  # hosts (ComfyUI) handle it as theirs
+    assert raised.value.__context__ is None  # nothing keeps the failed forward's tensors alive
+
+
+def test_a_tile_size_that_ran_out_of_memory_is_not_tried_again(compact) -> None:
+    """The first frame finds the tile size that fits; the other frames (and passes) start from it."""
+    def before(x: torch.Tensor) -> None:
+        if x.shape[-1] > 40:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    frames = torch.cat([to_tensor(photo(64, top=t)) for t in (0, 40, 80)])
+    seen = []
+    result = upscale(hooked(compact, before), frames, tile=32, overlap=8, blend=4, precision="fp32",
+                     tiles_per_forward=1, progress=lambda done, total: seen.append((done, total)))
+    assert result.oom_splits == 4 and result.tile_count == 3 * 16 and result.tile_size == 16
+    assert seen[-1] == (48, 48)
+    fresh = upscale(compact, frames, tile=16, overlap=8, blend=4, precision="fp32", tiles_per_forward=1)
+    torch.testing.assert_close(result.image, fresh.image, atol=1e-6, rtol=0)  # the split tiles add in another order
 
 
 def test_other_errors_are_not_swallowed(compact) -> None:
@@ -145,14 +166,29 @@ def test_other_errors_are_not_swallowed(compact) -> None:
 @pytest.mark.parametrize("damage", ["nan", "black"])
 def test_bad_tile_in_reduced_precision_is_rerun_in_fp32(compact, damage: str) -> None:
     def after(x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        if not torch.is_autocast_enabled("cpu"):
+        if x.dtype == torch.float32:
             return out
         return out * float("nan") if damage == "nan" else out * 0
 
     image = to_tensor(photo(48))
     result = upscale(hooked(compact, after=after), image, tile=24, precision="bf16")
-    assert result.precision == "bf16" and result.fp32_reruns == result.tile_count == 4
+    # two bad tiles in a row: re-run each, then the rest of the call stays in fp32 (no tile runs twice again)
+    assert result.precision == "bf16" and result.tile_count == 4 and result.fp32_reruns == 2
+    assert result.switched_to_fp32
     torch.testing.assert_close(result.image, upscale(compact, image, tile=24, precision="fp32").image)
+
+
+def test_one_bad_tile_is_rerun_alone(compact) -> None:
+    """An isolated failure (one window overflowing) costs one re-run; the other tiles stay in reduced precision."""
+    calls = []
+
+    def after(x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        calls.append(x.dtype)
+        return out * float("inf") if len(calls) == 2 else out
+
+    result = upscale(hooked(compact, after=after), to_tensor(photo(48)), tile=24, precision="bf16")
+    assert result.fp32_reruns == 1 and not result.switched_to_fp32
+    assert calls == [torch.bfloat16, torch.bfloat16, torch.float32, torch.bfloat16, torch.bfloat16]
 
 
 def test_reduced_precision_is_close_to_fp32(compact) -> None:
