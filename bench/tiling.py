@@ -52,10 +52,12 @@ def photo(size: int) -> torch.Tensor:
 @torch.inference_mode()
 def comfy_builtin(module: torch.nn.Module, image: torch.Tensor, scale: int, tile: int = 512,
                   overlap: int = 32) -> torch.Tensor:
-    """ComfyUI's ImageUpscaleWithModel: fp32, NCHW, one tile per forward, linear feather, normalised sum."""
+    """ComfyUI's ImageUpscaleWithModel: fp32, NCHW, one tile per forward on the module's device, each result moved
+    to the host and accumulated there (linear feather, normalised sum), as comfy.utils.tiled_scale does."""
     _, channels, height, width = image.shape
+    device = next(module.parameters()).device
     if height <= tile and width <= tile:
-        return module(image).clamp(0, 1)
+        return module(image.to(device)).cpu().clamp(0, 1)
     out = torch.zeros(1, channels, height * scale, width * scale)
     div = torch.zeros_like(out)
     ys = sorted({min(y, max(height - overlap, 0)) for y in range(0, max(height - overlap, 1), tile - overlap)})
@@ -63,8 +65,8 @@ def comfy_builtin(module: torch.nn.Module, image: torch.Tensor, scale: int, tile
     feather = round(overlap * scale)
     for y in ys:
         for x in xs:
-            piece = image[..., y : y + tile, x : x + tile]
-            result = module(piece)
+            piece = image[..., y : y + tile, x : x + tile].to(device)
+            result = module(piece).cpu()
             mask = torch.ones_like(result)
             for dim in (2, 3):
                 length = result.shape[dim]
