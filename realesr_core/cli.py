@@ -13,7 +13,7 @@ import torch
 
 from .degradation import PRESETS, apply_parameters, get_preset, sample_parameters
 from .errors import RealESRError
-from .media import READABLE_SUFFIXES, read_image, write_image
+from .media import DEFAULT_MAX_PIXELS, READABLE_SUFFIXES, read_image, write_image
 from .models import load_model, save_model, zoo
 from .upscaling import UpscaleOptions, upscale
 from .upscaling.channels import ALPHA_MODES
@@ -40,7 +40,9 @@ def collect_inputs(inputs: list[str]) -> list[Path]:
 
 
 def output_path(source: Path, output: str | None, several: bool, scale_label: str) -> Path:
-    default_name = f"{source.stem}_{scale_label}.png"
+    """The output file: as given, or NAME_x4.png beside the input (NAME_x4.tif for a TIFF, which keeps its format)."""
+    suffix = ".tif" if source.suffix.lower() in (".tif", ".tiff") else ".png"
+    default_name = f"{source.stem}_{scale_label}{suffix}"
     if output is None:
         return source.with_name(default_name)
     target = Path(output)
@@ -84,14 +86,15 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     for source in sources:
         target = output_path(source, args.output, len(sources) > 1, label)
         try:
-            loaded = read_image(source)
+            loaded = read_image(source, max_pixels=args.max_pixels)
             bar = ProgressBar(source.name)
             try:
                 result = upscale(model, loaded.tensor, options, progress=bar)
             finally:
                 bar.close()
             bits = loaded.bit_depth if args.bits == "auto" else int(args.bits)
-            write_image(target, result.image, bits)
+            write_image(target, result.image, bits, quality=args.quality, icc_profile=loaded.icc_profile,
+                        exif=loaded.exif)
         except RealESRError as exc:
             failures += 1
             print(f"realesr: error: {source}: {exc}", file=sys.stderr)
@@ -167,7 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--height", type=int, help="output height (width follows unless --width is given)")
     up.add_argument("--alpha", default="model", choices=ALPHA_MODES,
                     help="upscale transparency with the model (as a gray image) or by a smooth resize")
-    up.add_argument("--bits", default="auto", choices=["auto", "8", "16"], help="output bit depth (auto: as input)")
+    up.add_argument("--bits", default="auto", choices=["auto", "8", "16"],
+                    help="output bit depth for PNG and TIFF (auto: as the input)")
+    up.add_argument("--quality", type=int, default=95, choices=range(1, 101), metavar="1..100",
+                    help="JPEG / WebP quality of the output (the format follows the output's extension)")
+    up.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                    help=f"refuse larger inputs (default {DEFAULT_MAX_PIXELS:,}, as Pillow's decompression-bomb limit)")
     up.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     up.add_argument("--compile", action="store_true", help="torch.compile the model (slow first call)")
     up.set_defaults(func=cmd_upscale)

@@ -59,13 +59,13 @@ def test_directory_of_images_with_options(tmp_path: Path) -> None:
 
 
 def test_exact_width_and_16bit_png(tmp_path: Path) -> None:
-    from realesr_core.media.png16 import read_png16, write_png16
+    import imagecodecs
 
     source = tmp_path / "deep.png"
-    write_png16(source, (photo(20).astype(np.uint16) * 257 + 3))
+    source.write_bytes(imagecodecs.png_encode(photo(20).astype(np.uint16) * 257 + 3))
     assert main(["upscale", str(source), "-o", str(tmp_path / "w.png"), "-m", "realesr-animevideov3",
                  "--width", "50"]) == 0
-    result = read_png16(tmp_path / "w.png")
+    result = imagecodecs.png_decode((tmp_path / "w.png").read_bytes())
     assert result.shape == (50, 50, 3)
     assert (result % 257 != 0).any()  # 16-bit values, not 8-bit ones scaled up
 
@@ -109,3 +109,31 @@ def test_the_cache_folder_comes_from_the_environment(tmp_path: Path, monkeypatch
     monkeypatch.delenv("REALESR_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert main(["models"]) == 0 and f"cache: {tmp_path / 'xdg' / 'realesr'}" in capsys.readouterr().out
+
+
+def test_phone_photo_comes_out_upright_with_its_colour_profile(tmp_path: Path) -> None:
+    """A JPEG stored sideways (Orientation 6) with a Display-P3-like profile: the x2 result is upright (portrait)
+    and carries the profile; the output's format and quality follow its name and --quality."""
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(photo(32)[:, :20]).save(tmp_path / "phone.jpg", exif=exif.tobytes(), icc_profile=icc)
+    for name, quality in (("out.png", 95), ("out.jpg", 70)):
+        assert main(["upscale", str(tmp_path / "phone.jpg"), "-o", str(tmp_path / name), "-m",
+                     "realesr-animevideov3-x2", "--quality", str(quality)]) == 0
+        with Image.open(tmp_path / name) as out:
+            assert out.size == (64, 40) and out.info.get("icc_profile") == icc
+            assert out.format == ("PNG" if name.endswith("png") else "JPEG")
+
+
+def test_tiff_in_tiff_out_and_the_pixel_limit(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "scan.tif", (photo(16).astype(np.uint16) * 257), compression="lzw")
+    assert main(["upscale", str(tmp_path / "scan.tif"), "-m", "realesr-animevideov3"]) == 0
+    result = tifffile.imread(tmp_path / "scan_x4.tif")
+    assert result.shape == (64, 64, 3) and result.dtype == np.uint16
+    assert main(["upscale", str(tmp_path / "scan.tif"), "--max-pixels", "100"]) == 1
+    assert "16x16 = 256 pixels, more than the limit of 100" in capsys.readouterr().err
