@@ -14,9 +14,12 @@ import torch
 from .degradation import PRESETS, apply_parameters, get_preset, sample_parameters
 from .errors import RealESRError
 from .media import DEFAULT_MAX_PIXELS, READABLE_SUFFIXES, read_image, write_image
+from .media.huge import output_fits_in_memory, upscale_to_tiff
+from .media.images import scaled_geotiff
 from .models import load_model, save_model, zoo
 from .upscaling import UpscaleOptions, upscale
 from .upscaling.channels import ALPHA_MODES
+from .upscaling.device import available_memory
 from .upscaling.options import DEFAULT_BLEND, DEFAULT_BORDER, DEFAULT_OVERLAP, PRECISION_CHOICES
 
 
@@ -39,9 +42,10 @@ def collect_inputs(inputs: list[str]) -> list[Path]:
     return found
 
 
-def output_path(source: Path, output: str | None, several: bool, scale_label: str) -> Path:
-    """The output file: as given, or NAME_x4.png beside the input (NAME_x4.tif for a TIFF, which keeps its format)."""
-    suffix = ".tif" if source.suffix.lower() in (".tif", ".tiff") else ".png"
+def output_path(source: Path, output: str | None, several: bool, scale_label: str, suffix: str | None = None) -> Path:
+    """The output file: as given, or NAME_x4.png beside the input (NAME_x4.tif for a TIFF, which keeps its format,
+    and for an image streamed because its result is too large for memory)."""
+    suffix = suffix or (".tif" if source.suffix.lower() in (".tif", ".tiff") else ".png")
     default_name = f"{source.stem}_{scale_label}{suffix}"
     if output is None:
         return source.with_name(default_name)
@@ -84,26 +88,34 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     label = f"x{args.outscale:g}" if args.outscale else ("resized" if args.width or args.height else f"x{model.scale}")
     failures = 0
     for source in sources:
-        target = output_path(source, args.output, len(sources) > 1, label)
         try:
             loaded = read_image(source, max_pixels=args.max_pixels)
+            height, width, channels = loaded.pixels.shape
+            stream = args.stream or not output_fits_in_memory(height, width, channels, model.scale,
+                                                              available_memory(torch.device("cpu")))
+            target = output_path(source, args.output, len(sources) > 1, label, ".tif" if stream else None)
+            bits = loaded.bit_depth if args.bits == "auto" else int(args.bits)
             bar = ProgressBar(source.name)
+            started = time.perf_counter()
             try:
-                result = upscale(model, loaded.tensor, options, progress=bar)
+                if stream:
+                    upscale_to_tiff(model, loaded, target, options, bit_depth=bits, progress=bar)
+                    summary = "streamed to a tiled TIFF"
+                else:
+                    result = upscale(model, loaded.tensor, options, progress=bar)
+                    geotiff = scaled_geotiff(loaded.geotiff, result.image.shape[-1] / width) if loaded.geotiff else None
+                    write_image(target, result.image, bits, quality=args.quality, icc_profile=loaded.icc_profile,
+                                exif=loaded.exif, geotiff=geotiff)
+                    summary = (f"{result.tile_count} tile(s) of {result.tile_size} px, {result.precision}"
+                               + (f", {result.fp32_reruns} re-run in fp32" if result.fp32_reruns else ""))
             finally:
                 bar.close()
-            bits = loaded.bit_depth if args.bits == "auto" else int(args.bits)
-            write_image(target, result.image, bits, quality=args.quality, icc_profile=loaded.icc_profile,
-                        exif=loaded.exif)
         except RealESRError as exc:
             failures += 1
             print(f"realesr: error: {source}: {exc}", file=sys.stderr)
             continue
-        h, w = loaded.tensor.shape[-2:]
-        out_h, out_w = result.image.shape[-2:]
-        print(f"{source} ({w}x{h}) -> {target} ({out_w}x{out_h}, {bits}-bit) with {model.name or model.source}: "
-              f"{result.seconds:.1f} s, {result.tile_count} tile(s) of {result.tile_size} px, {result.precision}"
-              + (f", {result.fp32_reruns} re-run in fp32" if result.fp32_reruns else ""))
+        print(f"{source} ({width}x{height}) -> {target} ({bits}-bit) with {model.name or model.source}: "
+              f"{time.perf_counter() - started:.1f} s, {summary}")
     return 1 if failures else 0
 
 
@@ -176,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="JPEG / WebP quality of the output (the format follows the output's extension)")
     up.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                     help=f"refuse larger inputs (default {DEFAULT_MAX_PIXELS:,}, as Pillow's decompression-bomb limit)")
+    up.add_argument("--stream", action="store_true",
+                    help="write the result tile row by tile row into a tiled TIFF, never holding it in memory "
+                         "(chosen by itself when the result would not fit)")
     up.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     up.add_argument("--compile", action="store_true", help="torch.compile the model (slow first call)")
     up.set_defaults(func=cmd_upscale)

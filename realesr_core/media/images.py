@@ -9,6 +9,7 @@ renamed, so an interrupted write never leaves a half-written image under the out
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 import tempfile
@@ -37,13 +38,24 @@ _SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpeg"), (b"II*\
                (b"II+\x00", "tiff"), (b"MM\x00+", "tiff"), (b"BM", "bmp"), (b"GIF87a", "gif"), (b"GIF89a", "gif"))
 
 
+# GeoTIFF's tags (pixel scale, tie points, transformation, the GeoKey directory and its parameters) and their TIFF
+# data types; an upscale divides the pixel size by its factor.
+GEOTIFF_TAGS = {33550: "d", 33922: "d", 34264: "d", 34735: "H", 34736: "d", 34737: "s"}
+
+
 @dataclass(frozen=True)
 class LoadedImage:
-    tensor: torch.Tensor  # [1, C, H, W] float32 in 0..1, upright
+    pixels: np.ndarray  # [H, W, C] upright, as stored: uint8, uint16 or float32 in 0..1
     bit_depth: int  # 8 or 16 (float TIFFs count as 16)
     format: str  # png, jpeg, tiff, webp, bmp or gif
     icc_profile: bytes | None = None
     exif: bytes | None = None  # with Orientation reset to 1: the pixels are upright
+    geotiff: dict[int, tuple] | None = None  # GeoTIFF tags by code
+
+    @functools.cached_property
+    def tensor(self) -> torch.Tensor:
+        """`[1, C, H, W]` float32 in 0..1 (made on first use: a huge image streams from `pixels` instead)."""
+        return to_tensor(self.pixels)
 
 
 def detect_format(path: str | os.PathLike) -> str:
@@ -104,7 +116,7 @@ def _loaded(array: np.ndarray, bit_depth: int, kind: str, icc: bytes | None, exi
     orientation = int(exif.get(ORIENTATION_TAG, 1) or 1)
     if orientation != 1:
         exif[ORIENTATION_TAG] = 1
-    return LoadedImage(_to_tensor(_upright(array, orientation)), bit_depth, kind, icc or None,
+    return LoadedImage(_upright(array, orientation), bit_depth, kind, icc or None,
                        exif.tobytes() if len(exif) else None)
 
 
@@ -176,6 +188,7 @@ def _read_tiff(path: Path, max_pixels: int) -> LoadedImage:
         array = page.asarray()
         icc = page.tags.valueof("InterColorProfile")
         orientation = int(page.tags.valueof("Orientation") or 1)
+        geotiff = {code: page.tags[code].value for code in GEOTIFF_TAGS if code in page.tags}
     if axes.startswith("S"):  # planar: samples first
         array = np.moveaxis(array, 0, -1)
     array = array.reshape(height, width, -1)
@@ -186,8 +199,8 @@ def _read_tiff(path: Path, max_pixels: int) -> LoadedImage:
         array = np.clip(np.nan_to_num(array.astype(np.float32)), 0, 1)
     elif array.dtype not in (np.uint8, np.uint16):
         raise ImageError(f"{path.name} holds {array.dtype} samples; expected 8- or 16-bit integers or floats")
-    return LoadedImage(_to_tensor(_upright(array, orientation)), bit_depth, "tiff",
-                       bytes(icc) if icc else None)
+    return LoadedImage(_upright(array, orientation), bit_depth, "tiff", bytes(icc) if icc else None,
+                       geotiff=geotiff or None)
 
 
 def _upright(array: np.ndarray, orientation: int) -> np.ndarray:
@@ -200,40 +213,74 @@ def _upright(array: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(turns.get(orientation, turns[1])(array))
 
 
-def _to_tensor(hwc: np.ndarray) -> torch.Tensor:
+def to_tensor(hwc: np.ndarray) -> torch.Tensor:
+    """Stored pixels `[H, W, C]` (uint8, uint16 or float) as `[1, C, H, W]` float32 in 0..1."""
     if hwc.shape[0] == 0 or hwc.shape[1] == 0:
         raise ImageError(f"image has no pixels ({hwc.shape[1]}x{hwc.shape[0]})")
     peak = 1.0 if hwc.dtype.kind == "f" else (65535.0 if hwc.dtype == np.uint16 else 255.0)
     return rearrange(torch.from_numpy(hwc.astype(np.float32)), "h w c -> 1 c h w") / peak
 
 
-def write_image(path: str | os.PathLike, image: torch.Tensor, bit_depth: int = 8, *, quality: int = 95,
-                icc_profile: bytes | None = None, exif: bytes | None = None) -> Path:
-    """Writes `[1, C, H, W]` or `[C, H, W]` (0..1) in the format its suffix names: PNG and TIFF in 8 or 16 bits,
-    JPEG and WebP at `quality`, BMP; the ICC profile and EXIF where the format holds them."""
-    path = Path(path)
-    kind = WRITABLE_SUFFIXES.get(path.suffix.lower())
-    if kind is None:
-        raise ImageError(f"{path.name}: cannot write {path.suffix or 'files without a suffix'}; "
-                         f"write one of {', '.join(WRITABLE_SUFFIXES)}")
+def to_pixels(image: torch.Tensor, bit_depth: int) -> np.ndarray:
+    """`[C, H, W]` or `[1, C, H, W]` in 0..1 as stored pixels `[H, W, C]`, uint8 or uint16."""
     if image.dim() == 4:
         image = image[0]
+    peak, dtype = (65535, np.uint16) if bit_depth == 16 else (255, np.uint8)
     hwc = rearrange(image.detach().float().clamp(0, 1), "c h w -> h w c").cpu().numpy()
-    channels = hwc.shape[2]
+    return np.round(hwc * peak).astype(dtype)
+
+
+def scaled_geotiff(tags: dict[int, tuple], factor: float) -> dict[int, tuple]:
+    """GeoTIFF tags for the image upscaled by `factor`: pixels `factor` times smaller, the same place on Earth."""
+    scaled = dict(tags)
+    if 33550 in tags:  # ModelPixelScale: (x, y, z) size of a pixel
+        x, y, *rest = tags[33550]
+        scaled[33550] = (x / factor, y / factor, *rest)
+    if 33922 in tags:  # ModelTiepoint: (i, j, k, x, y, z) per point; i, j are raster coordinates
+        points = list(tags[33922])
+        for start in range(0, len(points), 6):
+            points[start] *= factor
+            points[start + 1] *= factor
+        scaled[33922] = tuple(points)
+    if 34264 in tags:  # ModelTransformation: 4x4, raster to model; the raster axes' columns shrink
+        matrix = list(tags[34264])
+        for index in (0, 1, 4, 5, 8, 9):
+            matrix[index] /= factor
+        scaled[34264] = tuple(matrix)
+    return scaled
+
+
+def write_image(path: str | os.PathLike, image: torch.Tensor, bit_depth: int = 8, *, quality: int = 95,
+                icc_profile: bytes | None = None, exif: bytes | None = None,
+                geotiff: dict[int, tuple] | None = None) -> Path:
+    """Writes `[1, C, H, W]` or `[C, H, W]` (0..1) in the format its suffix names: PNG and TIFF in 8 or 16 bits,
+    JPEG and WebP at `quality`, BMP; the ICC profile, EXIF and GeoTIFF tags where the format holds them."""
+    path = Path(path)
+    kind = output_format(path)
+    channels = image.shape[-3]
     if channels in (2, 4) and kind in ("jpeg", "bmp"):
         raise ImageError(f"{path.name}: {kind.upper()} cannot store transparency; write a .png, .tif or .webp")
     sixteen = bit_depth == 16 and kind in ("png", "tiff")
-    array = np.round(hwc * (65535 if sixteen else 255)).astype(np.uint16 if sixteen else np.uint8)
+    array = to_pixels(image, 16 if sixteen else 8)
     if kind == "tiff":
-        writer = _tiff_writer(array, icc_profile)
+        writer = _tiff_writer(array, icc_profile, geotiff)
     elif kind == "png" and sixteen:
         writer = _png16_writer(array, icc_profile, exif)
     else:
         writer = _pillow_writer(array, kind, quality, icc_profile, exif)
-    return _write_atomically(path, writer)
+    return write_atomically(path, writer)
 
 
-def _write_atomically(path: Path, write: Callable[[Path], None]) -> Path:
+def output_format(path: Path) -> str:
+    kind = WRITABLE_SUFFIXES.get(path.suffix.lower())
+    if kind is None:
+        raise ImageError(f"{path.name}: cannot write {path.suffix or 'files without a suffix'}; "
+                         f"write one of {', '.join(WRITABLE_SUFFIXES)}")
+    return kind
+
+
+def write_atomically(path: Path, write: Callable[[Path], None]) -> Path:
+    """Runs `write` on a temporary file beside `path`, then renames it: nothing half-written is left under `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
     os.close(fd)
@@ -277,16 +324,25 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
-def _tiff_writer(array: np.ndarray, icc: bytes | None) -> Callable[[Path], None]:
-    import tifffile
-
-    channels = array.shape[2]
-    photometric = "minisblack" if channels <= 2 else "rgb"
-    extras = ("unassalpha",) if channels in (2, 4) else None
+def _tiff_writer(array: np.ndarray, icc: bytes | None, geotiff: dict[int, tuple] | None) -> Callable[[Path], None]:
+    data = array if array.shape[2] > 1 else array[..., 0]
 
     def write(target: Path) -> None:
-        tifffile.imwrite(target, array if channels > 1 else array[..., 0], photometric=photometric,
-                         extrasamples=extras, compression="zlib", compressionargs={"level": 1},
-                         predictor=True, iccprofile=icc, bigtiff=array.nbytes > 2**31)
+        write_tiff(target, data, data.shape, data.dtype, icc, geotiff)
 
     return write
+
+
+def write_tiff(target: Path, data, shape: tuple[int, ...], dtype: np.dtype, icc: bytes | None = None,
+               geotiff: dict[int, tuple] | None = None, tile: tuple[int, int] | None = None) -> None:
+    """A deflate-compressed TIFF (BigTIFF past 2 GiB) of an array, or, with `tile`, of an iterator of tiles in row
+    order (the image is then never in memory)."""
+    import tifffile
+
+    channels = shape[2] if len(shape) == 3 else 1
+    extratags = [(code, GEOTIFF_TAGS[code], len(value) if not isinstance(value, str) else 0, value, True)
+                 for code, value in (geotiff or {}).items()]
+    tifffile.imwrite(target, data, shape=shape, dtype=dtype, photometric="minisblack" if channels <= 2 else "rgb",
+                     extrasamples=("unassalpha",) if channels in (2, 4) else None, compression="zlib",
+                     compressionargs={"level": 1}, predictor=True, iccprofile=icc, tile=tile, extratags=extratags,
+                     bigtiff=int(np.prod(shape)) * np.dtype(dtype).itemsize > 2**31)

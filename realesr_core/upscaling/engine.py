@@ -59,7 +59,7 @@ def peak_elements_per_pixel(model: ModelDescriptor) -> float:
 
 
 @dataclass
-class _Plan:
+class Plan:
     """What `upscale` decided from the options, the model, the image and the device."""
 
     device: torch.device
@@ -94,10 +94,10 @@ def upscale(
     every tile; `cancel()` is asked before every tile and stops the upscale with UpscaleCancelled.
     """
     started = time.perf_counter()
-    options = _with_values(options or UpscaleOptions(), option_values)
+    options = with_values(options or UpscaleOptions(), option_values)
     check_images(image)
     model = describe(model)
-    plan = _plan(model, image, options, progress, cancel)
+    plan = make_plan(model, image, options, progress, cancel)
     target = _target_size(image.shape[-2:], model.scale, options)
     passes = _passes_needed(image.shape[-2:], target, model.scale)
     alpha_through_model = options.alpha == "model" and ch.split_alpha(image[:1], model.in_channels)[1] is not None
@@ -127,9 +127,9 @@ def memory_required(model: Any, image: torch.Tensor, options: UpscaleOptions | N
                     **option_values: Any) -> int:
     """Bytes an upscale of `image` needs on its device: the weights, one forward's tile windows at their peak, and
     one input frame. What a host's memory manager (ComfyUI's) should make room for before the call."""
-    options = _with_values(options or UpscaleOptions(), option_values)
+    options = with_values(options or UpscaleOptions(), option_values)
     model = describe(model)
-    plan = _plan(model, image, options, None, None)
+    plan = make_plan(model, image, options, None, None)
     weights = sum(p.numel() * p.element_size() for p in model.module.parameters())
     rows, cols = (min(plan.tile + 2 * plan.overlap, size + 2 * plan.border) for size in image.shape[-2:])
     window = rows * cols * _window_bytes_per_pixel(model, plan.dtype)
@@ -137,7 +137,7 @@ def memory_required(model: Any, image: torch.Tensor, options: UpscaleOptions | N
 
 
 def _upscale_frame(model: ModelDescriptor, frame: torch.Tensor, passes: int, target: tuple[int, int], alpha: str,
-                   plan: _Plan, stats: TileStats) -> torch.Tensor:
+                   plan: Plan, stats: TileStats) -> torch.Tensor:
     """One image `[1, C, H, W]` at the target size: premultiplied colour and alpha through the model (or alpha
     resized), then resized to the target."""
     colour, alpha_channel = ch.split_alpha(frame, model.in_channels)
@@ -155,15 +155,18 @@ def _upscale_frame(model: ModelDescriptor, frame: torch.Tensor, passes: int, tar
     return _resize(result, target).clamp_(0, 1)
 
 
-def _with_values(options: UpscaleOptions, values: dict[str, Any]) -> UpscaleOptions:
+def with_values(options: UpscaleOptions, values: dict[str, Any]) -> UpscaleOptions:
+    """`options` with some fields replaced by keyword values (unknown names are a clear error)."""
     unknown = sorted(set(values) - set(UpscaleOptions.names()))
     if unknown:
         raise RealESRError(f"unknown upscale option(s) {', '.join(unknown)}; known: {', '.join(UpscaleOptions.names())}")
     return replace(options, **values) if values else options
 
 
-def _plan(model: ModelDescriptor, image: torch.Tensor, options: UpscaleOptions, progress: ProgressCallback | None,
-          cancel: Callable[[], bool] | None) -> _Plan:
+def make_plan(model: ModelDescriptor, image: torch.Tensor, options: UpscaleOptions,
+              progress: ProgressCallback | None, cancel: Callable[[], bool] | None) -> Plan:
+    """Device, precision, tile size and tiles per forward for `image` (its shape and device are all that is read,
+    so a meta tensor stands for an image that is never in memory)."""
     parameter = next(model.module.parameters(), None)
     if options.device is not None:
         device = torch.device(options.device)
@@ -199,7 +202,7 @@ def _plan(model: ModelDescriptor, image: torch.Tensor, options: UpscaleOptions, 
         tiles_per_forward = max(1, min(MAX_TILES_PER_FORWARD, fits))
     runner = Runner(model.module, device, dtype, options.channels_last and model.channels_last,
                     _compiled if options.compile else None)
-    return _Plan(device, torch.device(options.output_device), dtype, tile, overlap, options.blend, border,
+    return Plan(device, torch.device(options.output_device), dtype, tile, overlap, options.blend, border,
                  tiles_per_forward, progress, cancel, runner)
 
 
@@ -238,7 +241,7 @@ def _resize(image: torch.Tensor, target: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(image, size=target, mode="bicubic", align_corners=False, antialias=antialias)
 
 
-def _planned_tiles(shape: torch.Size, model: ModelDescriptor, plan: _Plan, passes: int) -> int:
+def _planned_tiles(shape: torch.Size, model: ModelDescriptor, plan: Plan, passes: int) -> int:
     batch, _, height, width = shape
     total = 0
     for _ in range(passes):
@@ -247,12 +250,12 @@ def _planned_tiles(shape: torch.Size, model: ModelDescriptor, plan: _Plan, passe
     return total
 
 
-def _tile_count(height: int, width: int, tile: int, model: ModelDescriptor, plan: _Plan) -> int:
+def _tile_count(height: int, width: int, tile: int, model: ModelDescriptor, plan: Plan) -> int:
     grid, _pads = make_grid(height, width, tile, plan.overlap, plan.blend, plan.border, model.size_multiple)
     return len(grid.tiles(0))
 
 
-def _through_model(model: ModelDescriptor, image: torch.Tensor, passes: int, plan: _Plan,
+def _through_model(model: ModelDescriptor, image: torch.Tensor, passes: int, plan: Plan,
                    stats: TileStats) -> torch.Tensor:
     out_channels = image.shape[1]
     for _ in range(passes):
@@ -261,7 +264,7 @@ def _through_model(model: ModelDescriptor, image: torch.Tensor, passes: int, pla
     return image
 
 
-def _tiled(model: ModelDescriptor, frame: torch.Tensor, plan: _Plan, stats: TileStats) -> torch.Tensor:
+def _tiled(model: ModelDescriptor, frame: torch.Tensor, plan: Plan, stats: TileStats) -> torch.Tensor:
     """One frame through the network in tiles. A tile size that ran out of memory on an earlier frame or pass is
     not tried again (the progress total follows)."""
     height, width = frame.shape[-2:]

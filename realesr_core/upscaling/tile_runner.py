@@ -84,7 +84,11 @@ def _cudnn_benchmark(device: torch.device) -> Iterator[None]:
 
 @dataclass
 class FrameJob:
-    """One frame's tiles: the grid, the border-padded input on the device, the output to fill, and the options."""
+    """Tiles of one frame: the grid, the border-padded input on the device, the output to fill, and the options.
+
+    A band of a frame too large for memory (one row of tiles at a time) names its `tiles`, the padded-input row its
+    `padded` starts at (`input_row`) and the output row its `output` starts at (`output_row`).
+    """
 
     grid: Grid
     padded: torch.Tensor
@@ -93,6 +97,9 @@ class FrameJob:
     tiles_per_forward: int
     progress: Callable[[int, int], None] | None = None
     cancel: Callable[[], bool] | None = None
+    tiles: list[Tile] | None = None  # None: every tile of the grid
+    input_row: int = 0
+    output_row: int = 0
     ramps: dict[tuple[str, int, int], torch.Tensor] = field(default_factory=dict)
 
 
@@ -102,7 +109,7 @@ def run_tiles(job: FrameJob, runner: Runner, stats: TileStats) -> int:
     Out of memory: fewer tiles per forward first (same tiles, same output), then the tiles still to run are split
     into the next level's tiles, whose boundaries include the current ones, so finished tiles stay valid.
     """
-    queue: deque[Tile] = deque(job.grid.tiles(0))
+    queue: deque[Tile] = deque(job.grid.tiles(0) if job.tiles is None else job.tiles)
     staging = _Staging(job)
     tiles_per_forward = job.tiles_per_forward
     while queue:
@@ -114,8 +121,7 @@ def run_tiles(job: FrameJob, runner: Runner, stats: TileStats) -> int:
             batch.append(queue.popleft())
         out_of_memory = False
         try:
-            inputs = torch.cat([job.padded[..., slice(*_window(job.grid, t)[0]), slice(*_window(job.grid, t)[1])]
-                                for t in batch])
+            inputs = torch.cat([_window_of(job, tile) for tile in batch])
             outputs = runner.forward(inputs, runner.dtype)  # queued on the device
             staging.finish()  # the previous batch's host work overlaps this forward
             results = _checked(outputs, inputs, runner, stats)
@@ -138,8 +144,9 @@ def run_tiles(job: FrameJob, runner: Runner, stats: TileStats) -> int:
     return tiles_per_forward
 
 
-def _window(grid: Grid, tile: Tile) -> tuple[tuple[int, int], tuple[int, int]]:
-    return grid.rows.window(tile.level, tile.row), grid.cols.window(tile.level, tile.col)
+def _window_of(job: FrameJob, tile: Tile) -> torch.Tensor:
+    (y0, y1), (x0, x1) = job.grid.rows.window(tile.level, tile.row), job.grid.cols.window(tile.level, tile.col)
+    return job.padded[..., y0 - job.input_row : y1 - job.input_row, x0:x1]
 
 
 def _checked(outputs: torch.Tensor, inputs: torch.Tensor, runner: Runner, stats: TileStats) -> torch.Tensor:
@@ -229,7 +236,8 @@ class _Staging:
         wy0, wx0 = rows.window(tile.level, tile.row)[0], cols.window(tile.level, tile.col)[0]
         oy, ox = (ky0 + rows.pad_before - wy0) * scale, (kx0 + cols.pad_before - wx0) * scale
         kept = result[:, oy : oy + (ky1 - ky0) * scale, ox : ox + (kx1 - kx0) * scale]
-        target = self.job.output[0, :, ky0 * scale : ky1 * scale, kx0 * scale : kx1 * scale]
+        top = self.job.output_row
+        target = self.job.output[0, :, ky0 * scale - top : ky1 * scale - top, kx0 * scale : kx1 * scale]
         alone = rows.count(tile.level) == 1 and cols.count(tile.level) == 1
         if not alone:
             kept = kept * self._ramp("rows", tile.level, tile.row)[:, None] * self._ramp("cols", tile.level, tile.col)

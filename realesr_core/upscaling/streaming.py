@@ -1,0 +1,65 @@
+"""Upscaling an image larger than memory: one row of tiles at a time, finished output rows handed on as they are done.
+
+The grid, the windows, the cross-fades and the order of every addition are those of the in-memory path, so the rows
+are the ones `upscale` would give; only the input rows one tile row needs and the output rows still being blended
+are held.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+
+from ..errors import ImageError
+from ..imaging import pad_reflect
+from ..models.descriptor import describe
+from . import channels as ch
+from .engine import ProgressCallback, make_plan, with_values
+from .options import UpscaleOptions
+from .tile_runner import FrameJob, TileStats, run_tiles
+from .tiling import Tile, make_grid
+
+RowReader = Callable[[int, int], torch.Tensor]  # (first row, end row) -> [1, C, rows, W] float in 0..1
+
+
+def upscale_rows(model: Any, read_rows: RowReader, height: int, width: int, channels: int,
+                 options: UpscaleOptions | None = None, *, progress: ProgressCallback | None = None,
+                 cancel: Callable[[], bool] | None = None,
+                 **option_values: Any) -> Iterator[tuple[int, torch.Tensor]]:
+    """Yields (first output row, rows `[1, C, n, width * scale]` in 0..1) from top to bottom, at the model's scale.
+
+    `read_rows(a, b)` gives input rows a..b; each is asked for once per tile row (with the tiles' context).
+    Transparency and output sizes other than the model's scale need the whole image: `upscale`.
+    """
+    options = with_values(options or UpscaleOptions(), option_values)
+    if options.outscale is not None or options.width or options.height:
+        raise ImageError("streaming upscales at the model's scale only; resize the result afterwards")
+    if channels not in (1, 3):
+        raise ImageError(f"streaming takes gray or RGB images (no transparency), got {channels} channels")
+    model = describe(model)
+    plan = make_plan(model, torch.empty(1, channels, height, width, device="meta"), options, progress, cancel)
+    scale = model.scale
+    grid, (top, bottom, left, right) = make_grid(height, width, plan.tile, plan.overlap, plan.blend, plan.border,
+                                                 model.size_multiple)
+    rows = grid.rows
+    stats = TileStats(planned=len(grid.tiles(0)))
+    carried: torch.Tensor | None = None  # output rows the previous tile row left to be blended with this one
+    for row in range(rows.count(0)):
+        window_top, window_bottom = rows.window(0, row)
+        first, last = max(window_top - top, 0), min(window_bottom - top, height)
+        band = pad_reflect(read_rows(first, last).to(plan.device).float(), max(top - window_top, 0),
+                           max(window_bottom - top - height, 0), left, right)
+        kept_top, kept_bottom = (edge * scale for edge in rows.kept(0, row))
+        output = torch.empty(1, model.out_channels, kept_bottom - kept_top, width * scale, device=plan.output_device,
+                             memory_format=torch.channels_last).zero_()
+        if carried is not None:
+            output[:, :, : carried.shape[2]] = carried
+        job = FrameJob(grid, ch.to_model_channels(band, model.in_channels), output, scale, plan.tiles_per_forward,
+                       progress, cancel, tiles=[Tile(0, row, col) for col in range(grid.cols.count(0))],
+                       input_row=window_top, output_row=kept_top)
+        plan.tiles_per_forward = run_tiles(job, plan.runner, stats)
+        done = rows.kept(0, row + 1)[0] * scale if row + 1 < rows.count(0) else height * scale
+        carried = output[:, :, done - kept_top :].clone()
+        yield kept_top, ch.from_model_channels(output[:, :, : done - kept_top], channels).clamp(0, 1)

@@ -1,0 +1,66 @@
+"""Results too large for memory stream into a tiled TIFF: the same pixels as in memory, GeoTIFF kept, nothing
+half-written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from realesr_core import ImageError, UpscaleCancelled, UpscaleOptions, upscale
+from realesr_core.cli import main
+from realesr_core.media import read_image
+from realesr_core.media.huge import OUTPUT_TILE, upscale_to_tiff
+from realesr_core.media.images import to_pixels
+
+from helpers import photo
+
+GEO = {33550: (30.0, 30.0, 0.0), 33922: (0.0, 0.0, 0.0, 500000.0, 4600000.0, 0.0),
+       34735: (1, 1, 0, 1, 1024, 0, 1, 1), 34737: "WGS 84 / UTM zone 33N|"}
+
+
+def geotiff(path: Path, pixels: np.ndarray) -> Path:
+    tifffile.imwrite(path, pixels, photometric="rgb", compression="lzw",
+                     extratags=[(33550, "d", 3, GEO[33550], True), (33922, "d", 6, GEO[33922], True),
+                                (34735, "H", 8, GEO[34735], True), (34737, "s", 0, GEO[34737], True)])
+    return path
+
+
+def test_streamed_tiff_equals_the_in_memory_result(compact, tmp_path: Path) -> None:
+    """Output larger than one strip of output tiles in both directions (tiles of 256 px): 80 x 70 in, 320 x 280 out."""
+    pixels = (photo(80)[:, :70].astype(np.uint16) * 257)
+    loaded = read_image(geotiff(tmp_path / "scene.tif", pixels))
+    options = dict(tile=24, overlap=8, blend=4, precision="fp32")
+    path = upscale_to_tiff(compact, loaded, tmp_path / "big.tif", UpscaleOptions(**options))
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages.first
+        assert page.is_tiled and page.tilelength == OUTPUT_TILE and page.dtype == np.uint16
+        streamed = page.asarray()
+        tags = {code: page.tags[code].value for code in GEO}
+    expected = to_pixels(upscale(compact, loaded.tensor, **options).image, 16)
+    assert streamed.shape == (320, 280, 3) and np.array_equal(streamed, expected)
+    assert tags[33550] == (7.5, 7.5, 0.0) and tags[33922] == GEO[33922] and tags[34737] == GEO[34737]
+
+
+def test_only_tiffs_and_nothing_half_written(compact, tmp_path: Path) -> None:
+    loaded = read_image(geotiff(tmp_path / "scene.tif", photo(40)))
+    with pytest.raises(ImageError, match="name the output .tif"):
+        upscale_to_tiff(compact, loaded, tmp_path / "big.png")
+    with pytest.raises(UpscaleCancelled):
+        upscale_to_tiff(compact, loaded, tmp_path / "big.tif", UpscaleOptions(tile=16, overlap=8), cancel=lambda: True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
+
+
+def test_command_line_streams_and_keeps_the_geotiff(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    source = geotiff(tmp_path / "scene.tif", photo(48))
+    assert main(["upscale", str(source), "--stream", "-m", "realesr-animevideov3", "--tile", "16",
+                 "--precision", "fp32"]) == 0
+    assert "streamed to a tiled TIFF" in capsys.readouterr().out
+    with tifffile.TiffFile(tmp_path / "scene_x4.tif") as tif:
+        assert tif.pages.first.shape == (192, 192, 3)
+        assert tif.pages.first.tags[33550].value == (7.5, 7.5, 0.0)
+    assert main(["upscale", str(source), "-o", str(tmp_path / "small.tif"), "-m", "realesr-animevideov3"]) == 0
+    with tifffile.TiffFile(tmp_path / "small.tif") as tif:  # the in-memory path keeps GeoTIFF too
+        assert tif.pages.first.tags[33550].value == (7.5, 7.5, 0.0)
