@@ -66,7 +66,8 @@ def _strips(rows: Iterator[tuple[int, torch.Tensor]], bit_depth: int) -> Iterato
     pending: list[np.ndarray] = []
     count = 0
     for _first, block in rows:
-        pending.append(to_pixels(block, bit_depth))
+        for top in range(0, block.shape[2], OUTPUT_TILE):  # converted a strip at a time: no float copy of the block
+            pending.append(to_pixels(block[:, :, top : top + OUTPUT_TILE], bit_depth))
         count += block.shape[2]
         while count >= OUTPUT_TILE:
             joined = np.concatenate(pending)

@@ -22,6 +22,9 @@ from .tile_runner import FrameJob, TileStats, run_tiles
 from .tiling import Tile, make_grid
 
 RowReader = Callable[[int, int], torch.Tensor]  # (first row, end row) -> [1, C, rows, W] float in 0..1
+# Float32 output rows held for one row of tiles: bounds the automatic tile size, since a tile row's output is as
+# wide as the whole result (a 32768-pixel-wide x4 RGB result holds 1.5 MB of output per input row).
+BAND_BYTES = 512 << 20
 
 
 def upscale_rows(model: Any, read_rows: RowReader, height: int, width: int, channels: int,
@@ -41,6 +44,8 @@ def upscale_rows(model: Any, read_rows: RowReader, height: int, width: int, chan
     model = describe(model)
     plan = make_plan(model, torch.empty(1, channels, height, width, device="meta"), options, progress, cancel)
     scale = model.scale
+    if options.tile == 0:
+        plan.tile = min(plan.tile, max(64, BAND_BYTES // (width * scale * scale * model.out_channels * 4)))
     grid, (top, bottom, left, right) = make_grid(height, width, plan.tile, plan.overlap, plan.blend, plan.border,
                                                  model.size_multiple)
     rows = grid.rows
