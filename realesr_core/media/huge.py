@@ -23,6 +23,7 @@ from ..upscaling.streaming import upscale_rows
 from .images import LoadedImage, scaled_geotiff, to_pixels, to_tensor, write_atomically, write_tiff
 
 OUTPUT_TILE = 256
+CONVERT_ROWS = 64  # output rows turned into stored pixels at a time (a small float copy, whatever the width)
 # The in-memory path holds the float32 result and a few working copies of it: stream once that would pass this
 # share of the memory available.
 IN_MEMORY_SHARE = 0.25
@@ -66,9 +67,10 @@ def _strips(rows: Iterator[tuple[int, torch.Tensor]], bit_depth: int) -> Iterato
     pending: list[np.ndarray] = []
     count = 0
     for _first, block in rows:
-        for top in range(0, block.shape[2], OUTPUT_TILE):  # converted a strip at a time: no float copy of the block
-            pending.append(to_pixels(block[:, :, top : top + OUTPUT_TILE], bit_depth))
+        for top in range(0, block.shape[2], CONVERT_ROWS):  # a few rows at a time: no float copy of the block
+            pending.append(to_pixels(block[:, :, top : top + CONVERT_ROWS], bit_depth))
         count += block.shape[2]
+        del block  # let go of the row buffer before the next one is made
         while count >= OUTPUT_TILE:
             joined = np.concatenate(pending)
             yield joined[:OUTPUT_TILE]

@@ -24,7 +24,7 @@ from .tiling import Tile, make_grid
 RowReader = Callable[[int, int], torch.Tensor]  # (first row, end row) -> [1, C, rows, W] float in 0..1
 # Float32 output rows held for one row of tiles: bounds the automatic tile size, since a tile row's output is as
 # wide as the whole result (a 32768-pixel-wide x4 RGB result holds 1.5 MB of output per input row).
-BAND_BYTES = 512 << 20
+BAND_BYTES = 384 << 20
 
 
 def upscale_rows(model: Any, read_rows: RowReader, height: int, width: int, channels: int,
@@ -67,4 +67,6 @@ def upscale_rows(model: Any, read_rows: RowReader, height: int, width: int, chan
         plan.tiles_per_forward = run_tiles(job, plan.runner, stats)
         done = rows.kept(0, row + 1)[0] * scale if row + 1 < rows.count(0) else height * scale
         carried = output[:, :, done - kept_top :].clone()
-        yield kept_top, ch.from_model_channels(output[:, :, : done - kept_top], channels).clamp(0, 1)
+        # in place where the image has the model's channels: the finished rows take no further additions
+        yield kept_top, ch.from_model_channels(output[:, :, : done - kept_top], channels).clamp_(0, 1)
+        del output, job  # the next row's buffer is made after this one is gone (the consumer has let go of its rows)
