@@ -7,6 +7,8 @@ with the pixel size divided by the scale.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -71,12 +73,30 @@ def _strips(rows: Iterator[tuple[int, torch.Tensor]], bit_depth: int) -> Iterato
             pending.append(to_pixels(block[:, :, top : top + CONVERT_ROWS], bit_depth))
         count += block.shape[2]
         del block  # let go of the row buffer before the next one is made
+        _return_free_memory()
         while count >= OUTPUT_TILE:
             joined = np.concatenate(pending)
             yield joined[:OUTPUT_TILE]
             pending, count = [joined[OUTPUT_TILE:]], count - OUTPUT_TILE
     if count:
         yield np.concatenate(pending)
+
+
+def _return_free_memory() -> None:
+    """Hands the heap's free pages back to the system (glibc). A long run frees many tile-sized temporaries; without
+    this, fragmentation held 1.66 GB resident instead of 1.2 GB at 8192 px in (bench/huge.py)."""
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
+@functools.cache
+def _libc():
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
 
 
 def _tiles(strips: Iterator[np.ndarray], width: int) -> Iterator[np.ndarray]:
