@@ -16,7 +16,8 @@ from .errors import RealESRError
 from .media import DEFAULT_MAX_PIXELS, READABLE_SUFFIXES, read_image, write_image
 from .media.huge import output_fits_in_memory, upscale_to_tiff
 from .media.images import scaled_geotiff
-from .models import load_model, save_model, zoo
+from .media.video import VIDEO_SUFFIXES, VideoOptions, upscale_video
+from .models import ModelDescriptor, load_model, save_model, zoo
 from .upscaling import UpscaleOptions, upscale
 from .upscaling.channels import ALPHA_MODES
 from .upscaling.device import available_memory
@@ -28,13 +29,13 @@ def _model_help() -> str:
     return f"model file (.safetensors/.pth/.param) or bundled name ({names}); default {zoo.DEFAULT_MODEL}"
 
 
-def collect_inputs(inputs: list[str]) -> list[Path]:
-    """Files as given, and the images directly inside any directory given, sorted."""
+def collect_inputs(inputs: list[str], suffixes: tuple[str, ...] = READABLE_SUFFIXES) -> list[Path]:
+    """Files as given, and the files with one of `suffixes` directly inside any directory given, sorted."""
     found: list[Path] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found += sorted(p for p in path.iterdir() if p.suffix.lower() in READABLE_SUFFIXES and p.is_file())
+            found += sorted(p for p in path.iterdir() if p.suffix.lower() in suffixes and p.is_file())
         else:
             found.append(path)
     if not found:
@@ -58,8 +59,8 @@ def output_path(source: Path, output: str | None, several: bool, scale_label: st
 class ProgressBar:
     """A one-line tile counter on stderr, shown for work that takes more than a moment."""
 
-    def __init__(self, label: str) -> None:
-        self.label = label
+    def __init__(self, label: str, unit: str = "tiles") -> None:
+        self.label, self.unit = label, unit
         self.started = time.perf_counter()
         self.shown = False
 
@@ -69,7 +70,7 @@ class ProgressBar:
         self.shown = True
         width = 30
         filled = width * done // max(total, 1)
-        print(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} tiles", end="",
+        print(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} {self.unit}", end="",
               file=sys.stderr, flush=True)
 
     def close(self) -> None:
@@ -84,10 +85,15 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     options = UpscaleOptions(tile=args.tile, overlap=args.overlap, blend=args.blend, border=args.border,
                              precision=args.precision, alpha=args.alpha, outscale=args.outscale, width=args.width,
                              height=args.height, device=device, compile=args.compile)
-    sources = collect_inputs(args.input)
+    sources = collect_inputs(args.input, READABLE_SUFFIXES + VIDEO_SUFFIXES)
     label = f"x{args.outscale:g}" if args.outscale else ("resized" if args.width or args.height else f"x{model.scale}")
     failures = 0
+    video = VideoOptions(codec=args.codec, crf=args.crf, preset=args.preset,
+                         bit_depth=None if args.video_bits == "auto" else int(args.video_bits))
     for source in sources:
+        if source.suffix.lower() in VIDEO_SUFFIXES:
+            failures += not _upscale_one_video(model, source, args, options, video, label, len(sources) > 1)
+            continue
         try:
             loaded = read_image(source, max_pixels=args.max_pixels)
             height, width, channels = loaded.pixels.shape
@@ -117,6 +123,25 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         print(f"{source} ({width}x{height}) -> {target} ({bits}-bit) with {model.name or model.source}: "
               f"{time.perf_counter() - started:.1f} s, {summary}")
     return 1 if failures else 0
+
+
+def _upscale_one_video(model: ModelDescriptor, source: Path, args: argparse.Namespace, options: UpscaleOptions,
+                       video: VideoOptions, label: str, several: bool) -> bool:
+    """One video; False (and the reason on stderr) when it failed, so the other inputs still run."""
+    suffix = source.suffix.lower() if source.suffix.lower() in (".mkv", ".mp4", ".mov") else ".mkv"
+    target = output_path(source, args.output, several, label, suffix)
+    bar = ProgressBar(source.name, "frames")
+    started = time.perf_counter()
+    try:
+        result = upscale_video(model, source, target, options, video, progress=bar)
+    except RealESRError as exc:
+        print(f"realesr: error: {source}: {exc}", file=sys.stderr)
+        return False
+    finally:
+        bar.close()
+    print(f"{source} -> {target} ({result.size[0]}x{result.size[1]}, {result.frames} frames, {result.bit_depth}-bit, "
+          f"{result.copied_streams} audio/subtitle stream(s) copied): {time.perf_counter() - started:.1f} s")
+    return True
 
 
 def cmd_degrade(args: argparse.Namespace) -> int:
@@ -166,7 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="realesr", description="Real-ESRGAN upscaling and model tools.")
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("upscale", help="upscale image files")
-    up.add_argument("input", nargs="+", help="image files (PNG, JPEG, WebP, TIFF, BMP) or directories of them")
+    up.add_argument("input", nargs="+",
+                    help="image files (PNG, JPEG, WebP, TIFF, BMP, GIF), videos (MP4, MKV, MOV, WebM, AVI) or folders")
     up.add_argument("-o", "--output", help="output file (one input) or directory (default: beside each input)")
     up.add_argument("-m", "--model", default=zoo.DEFAULT_MODEL, help=_model_help())
     up.add_argument("--tile", type=int, default=0, help="tile size in input pixels (0 = from free memory)")
@@ -188,6 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="JPEG / WebP quality of the output (the format follows the output's extension)")
     up.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                     help=f"refuse larger inputs (default {DEFAULT_MAX_PIXELS:,}, as Pillow's decompression-bomb limit)")
+    up.add_argument("--codec", default="libx264",
+                    help="video encoder: libx264, libx265, libsvtav1, ffv1, or an NVENC one where the GPU has it")
+    up.add_argument("--crf", type=int, default=18, help="video quality (constant rate factor; lower is better)")
+    up.add_argument("--preset", default="medium", help="video encoder speed preset")
+    up.add_argument("--video-bits", default="auto", choices=["auto", "8", "10"],
+                    help="video output bit depth (auto: 10 for a 10-bit source, else 8)")
     up.add_argument("--stream", action="store_true",
                     help="write the result tile row by tile row into a tiled TIFF, never holding it in memory "
                          "(chosen by itself when the result would not fit)")

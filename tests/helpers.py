@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+from pathlib import Path
+
 import numpy as np
 import torch
 from scipy import stats
@@ -62,3 +65,33 @@ def spandrel_model(name: str) -> object:
 
     network = networks[name]()
     return spandrel.ModelLoader().load_from_state_dict(randomized(network, seed=1).state_dict()).eval()
+
+
+def make_clip(path: Path, frames: int = 10, audio: bool = True, ten_bit: bool = False) -> Path:
+    """A real-photo clip (the crop slides right), variable gaps between frames, and a tone as AAC."""
+    import av
+
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=12)
+        video.width, video.height = 32, 24
+        video.pix_fmt = "yuv420p10le" if ten_bit else "yuv420p"
+        video.time_base = Fraction(1, 1000)
+        sound = out.add_stream("aac", rate=22050) if audio else None
+        if sound is not None:
+            sound.layout = "mono"
+        pts = 0
+        for index in range(frames):
+            frame = av.VideoFrame.from_ndarray(photo(40, left=150 + 3 * index)[:24, :32], format="rgb24")
+            frame.pts, frame.time_base = pts, Fraction(1, 1000)
+            pts += 83 if index % 3 else 125  # a variable frame rate
+            for packet in video.encode(frame):
+                out.mux(packet)
+        for packet in video.encode(None):
+            out.mux(packet)
+        if sound is not None:
+            tone = (np.sin(np.arange(22050) / 7) * 0.3).astype(np.float32)[None]
+            samples = av.AudioFrame.from_ndarray(tone, format="fltp", layout="mono")
+            samples.sample_rate = 22050
+            for packet in [*sound.encode(samples), *sound.encode(None)]:
+                out.mux(packet)
+    return path

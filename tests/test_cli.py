@@ -9,7 +9,7 @@ from PIL import Image
 from realesr_core.cli import main
 from realesr_core.models import zoo
 
-from helpers import photo, psnr
+from helpers import make_clip, photo, psnr
 
 
 def test_upscale_default_model_on_a_photo(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -137,3 +137,18 @@ def test_tiff_in_tiff_out_and_the_pixel_limit(tmp_path: Path, capsys: pytest.Cap
     assert result.shape == (64, 64, 3) and result.dtype == np.uint16
     assert main(["upscale", str(tmp_path / "scan.tif"), "--max-pixels", "100"]) == 1
     assert "16x16 = 256 pixels, more than the limit of 100" in capsys.readouterr().err
+
+
+def test_a_folder_of_images_and_videos_with_one_broken(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    pytest.importorskip("av")
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    make_clip(folder / "clip.mp4", frames=4)
+    Image.fromarray(photo(16)).save(folder / "still.png")
+    (folder / "broken.mkv").write_bytes(b"\x1aE\xdf\xa3 not really")
+    assert main(["upscale", str(folder), "-o", str(tmp_path / "out"), "-m", "realesr-animevideov3",
+                 "--crf", "20", "--preset", "veryfast"]) == 1
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["clip_x4.mp4", "still_x4.png"]
+    captured = capsys.readouterr()
+    assert "broken.mkv" in captured.err and "4 frames" in captured.out and "1 audio/subtitle stream(s)" in captured.out

@@ -1,0 +1,195 @@
+"""Video files through the upscaler with PyAV (optional extra `video`): in-process FFmpeg, no executable, no shell.
+
+Frames are decoded, upscaled in small batches and encoded as they come, so memory holds a batch, never the clip.
+Every audio and subtitle stream is copied packet for packet (a muxer that cannot hold one says so in a warning);
+timestamps are kept (variable frame rate stays in sync); colour range, matrix, primaries, transfer and sample aspect
+ratio are carried; 10-bit sources give 10-bit output. The result is written beside its name and renamed.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from einops import rearrange
+
+from ..errors import RealESRError
+from ..upscaling import UpscaleOptions, upscale
+
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v")
+COLOUR_PROPERTIES = ("color_range", "colorspace", "color_primaries", "color_trc")
+# Encoders whose quality is a constant rate factor and whose speed is a named preset.
+CRF_ENCODERS = {"libx264", "libx265", "libsvtav1"}
+
+
+class VideoError(RealESRError, ValueError):
+    """A video file is unusable (no video stream, no frames, damaged) or cannot be written as asked."""
+
+
+@dataclass(frozen=True)
+class VideoOptions:
+    """How the result is encoded. bit_depth: 8 or 10 (None: as the source). frames_per_batch: frames upscaled
+    together (one engine call)."""
+
+    codec: str = "libx264"
+    crf: int = 18
+    preset: str = "medium"
+    bit_depth: int | None = None
+    frames_per_batch: int = 4
+
+
+@dataclass(frozen=True)
+class VideoResult:
+    frames: int
+    size: tuple[int, int]  # output width, height
+    copied_streams: int  # audio and subtitle streams carried over
+    bit_depth: int
+
+
+def _av() -> Any:
+    try:
+        import av
+    except ImportError as exc:
+        raise RealESRError("video needs PyAV: pip install 'realesr[video]' (or pip install av)") from exc
+    return av
+
+
+def upscale_video(model: Any, source: str | os.PathLike, target: str | os.PathLike,
+                  options: UpscaleOptions | None = None, video: VideoOptions | None = None, *,
+                  progress: Callable[[int, int], None] | None = None,
+                  cancel: Callable[[], bool] | None = None) -> VideoResult:
+    """Upscales every frame of `source` into `target` (container from its extension: .mkv holds everything)."""
+    av = _av()
+    video = video or VideoOptions()
+    source, target = Path(source), Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        container = av.open(str(source))
+    except (av.error.FFmpegError, OSError) as exc:
+        raise VideoError(f"cannot read video {source}: {exc}") from exc
+    fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=target.suffix)
+    os.close(fd)
+    try:
+        with container:
+            result = _transcode(av, model, container, source, Path(temporary), options, video, progress, cancel)
+        os.replace(temporary, target)
+        return result
+    except av.error.FFmpegError as exc:
+        raise VideoError(f"{source.name}: {exc}") from exc
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def _transcode(av: Any, model: Any, container: Any, source: Path, temporary: Path, options: UpscaleOptions | None,
+               video: VideoOptions, progress: Callable[[int, int], None] | None,
+               cancel: Callable[[], bool] | None) -> VideoResult:
+    if not container.streams.video:
+        raise VideoError(f"{source.name} has no video stream")
+    stream_in = container.streams.video[0]
+    stream_in.thread_type = "AUTO"
+    context_in = stream_in.codec_context
+    source_bits = max(component.bits for component in context_in.format.components) if context_in.format else 8
+    bits = video.bit_depth or (10 if source_bits > 8 else 8)
+    scale = _scale(model, options)
+    width, height = context_in.width * scale, context_in.height * scale
+    rate = stream_in.average_rate or stream_in.guessed_rate or Fraction(25)
+    total = stream_in.frames or round(float(stream_in.duration * stream_in.time_base * rate)
+                                      if stream_in.duration else 0)
+    with av.open(str(temporary), "w") as output:
+        stream_out = output.add_stream(video.codec, rate=rate)
+        stream_out.width, stream_out.height = width, height
+        stream_out.pix_fmt = "yuv420p10le" if bits == 10 else "yuv420p"
+        stream_out.time_base = stream_in.time_base
+        if video.codec in CRF_ENCODERS:
+            stream_out.options = {"crf": str(video.crf), "preset": video.preset}
+        for name in (*COLOUR_PROPERTIES, "sample_aspect_ratio"):
+            value = getattr(context_in, name, None)
+            if value:
+                setattr(stream_out.codec_context, name, value)
+        copied = _copy_streams(container, output, stream_in, source)
+        encoder = _Encoder(model, stream_out, bits, options, video.frames_per_batch, total, progress, cancel)
+        for packet in container.demux():
+            if packet.stream is stream_in:
+                for frame in packet.decode():
+                    encoder.add(frame, output)
+            elif packet.stream in copied and packet.dts is not None:
+                packet.stream = copied[packet.stream]
+                output.mux(packet)
+        encoder.finish(output)
+    if not encoder.frames:
+        raise VideoError(f"{source.name} has no frames")
+    return VideoResult(encoder.frames, (width, height), len(copied), bits)
+
+
+def _scale(model: Any, options: UpscaleOptions | None) -> int:
+    from ..models.descriptor import describe
+
+    if options is not None and (options.outscale or options.width or options.height):
+        raise VideoError("videos are upscaled at the model's scale (resize them afterwards)")
+    return describe(model).scale
+
+
+def _copy_streams(container: Any, output: Any, video_stream: Any, source: Path) -> dict[Any, Any]:
+    """Output streams for every audio and subtitle stream of the source, by source stream."""
+    copied = {}
+    for stream in container.streams:
+        if stream is video_stream or stream.type not in ("audio", "subtitle"):
+            continue
+        try:
+            copied[stream] = output.add_stream_from_template(stream)
+        except Exception as exc:  # noqa: BLE001 - FFmpeg says which muxers refuse which codecs
+            warnings.warn(f"{source.name}: {stream.type} stream {stream.index} ({stream.codec_context.name}) cannot go "
+                          f"into a {Path(output.name).suffix} file and is left out ({exc}); .mkv holds every stream",
+                          stacklevel=4)
+    return copied
+
+
+class _Encoder:
+    """Collects decoded frames, upscales them a batch at a time and encodes them with their own timestamps."""
+
+    def __init__(self, model: Any, stream: Any, bits: int, options: UpscaleOptions | None, batch: int, total: int,
+                 progress: Callable[[int, int], None] | None, cancel: Callable[[], bool] | None) -> None:
+        self.model, self.stream, self.bits, self.options = model, stream, bits, options
+        self.batch, self.total, self.progress, self.cancel = batch, total, progress, cancel
+        self.pending: list[Any] = []
+        self.frames = 0
+
+    def add(self, frame: Any, output: Any) -> None:
+        self.pending.append(frame)
+        if len(self.pending) >= self.batch:
+            self._flush(output)
+
+    def finish(self, output: Any) -> None:
+        self._flush(output)
+        for packet in self.stream.encode(None):
+            output.mux(packet)
+
+    def _flush(self, output: Any) -> None:
+        if not self.pending:
+            return
+        import av
+
+        rgb = "rgb48le" if self.bits == 10 else "rgb24"
+        peak, dtype = (65535, np.uint16) if self.bits == 10 else (255, np.uint8)
+        pixels = np.stack([frame.to_ndarray(format=rgb) for frame in self.pending])
+        images = rearrange(torch.from_numpy(pixels.astype(np.float32) / peak), "n h w c -> n c h w")
+        result = upscale(self.model, images, self.options, cancel=self.cancel).image
+        upscaled = np.round(rearrange(result, "n c h w -> n h w c").numpy() * peak).astype(dtype)
+        for source, array in zip(self.pending, upscaled, strict=True):
+            frame = av.VideoFrame.from_ndarray(array, format=rgb)
+            frame.pts, frame.time_base = source.pts, source.time_base
+            for packet in self.stream.encode(frame):
+                output.mux(packet)
+        self.frames += len(self.pending)
+        self.pending.clear()
+        if self.progress is not None:
+            self.progress(self.frames, max(self.total, self.frames))

@@ -1,0 +1,66 @@
+"""Video through the upscaler: frames, timestamps, audio and bit depth kept; bad files get clear errors and leave
+nothing behind. Clips are made in-process with PyAV."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from realesr_core.media.video import VideoError, VideoOptions, upscale_video
+
+from helpers import make_clip
+
+av = pytest.importorskip("av")
+
+
+def frame_times(path: Path) -> list[int]:
+    with av.open(str(path)) as container:
+        return [frame.pts for frame in container.decode(video=0)]
+
+
+def test_frames_timestamps_and_audio_are_kept(compact, tmp_path: Path) -> None:
+    source = make_clip(tmp_path / "clip.mkv")
+    seen = []
+    result = upscale_video(compact, source, tmp_path / "big.mkv", progress=lambda done, total: seen.append(done))
+    assert (result.frames, result.size, result.copied_streams, result.bit_depth) == (10, (128, 96), 1, 8)
+    assert frame_times(tmp_path / "big.mkv") == frame_times(source)
+    with av.open(str(tmp_path / "big.mkv")) as container:
+        assert container.streams.audio[0].codec_context.name == "aac"
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    with av.open(str(source)) as container:
+        sound_in = [bytes(p) for p in container.demux(audio=0) if p.size]
+    with av.open(str(tmp_path / "big.mkv")) as container:
+        sound_out = [bytes(p) for p in container.demux(audio=0) if p.size]
+    assert sound_in == sound_out  # copied packet for packet, not re-encoded
+    assert frames[0].shape == (96, 128, 3) and seen[-1] == 10
+
+
+def test_ten_bit_source_gives_ten_bit_output(compact, tmp_path: Path) -> None:
+    source = make_clip(tmp_path / "deep.mkv", frames=4, audio=False, ten_bit=True)
+    result = upscale_video(compact, source, tmp_path / "deep_x4.mkv", video=VideoOptions(crf=10))
+    assert result.bit_depth == 10
+    with av.open(str(tmp_path / "deep_x4.mkv")) as container:
+        assert container.streams.video[0].codec_context.pix_fmt == "yuv420p10le"
+
+
+@pytest.mark.parametrize("damage", ["truncated", "no video", "not a video"])
+def test_bad_files_are_clear_errors_and_leave_nothing(compact, tmp_path: Path, damage: str) -> None:
+    source = tmp_path / "in.mkv"
+    if damage == "truncated":
+        make_clip(source)
+        source.write_bytes(source.read_bytes()[:300])
+    elif damage == "no video":
+        with av.open(str(source), "w") as out:
+            sound = out.add_stream("aac", rate=22050)
+            sound.layout = "mono"
+            tone = av.AudioFrame.from_ndarray(np.zeros((1, 2048), np.float32), format="fltp", layout="mono")
+            tone.sample_rate = 22050
+            for packet in [*sound.encode(tone), *sound.encode(None)]:
+                out.mux(packet)
+    else:
+        source.write_text("hello")
+    with pytest.raises(VideoError):
+        upscale_video(compact, source, tmp_path / "out.mkv")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mkv"]
