@@ -89,7 +89,8 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     label = f"x{args.outscale:g}" if args.outscale else ("resized" if args.width or args.height else f"x{model.scale}")
     failures = 0
     video = VideoOptions(codec=args.codec, crf=args.crf, preset=args.preset,
-                         bit_depth=None if args.video_bits == "auto" else int(args.video_bits))
+                         bit_depth=None if args.video_bits == "auto" else int(args.video_bits),
+                         skip_duplicates=args.skip_duplicates)
     for source in sources:
         if source.suffix.lower() in VIDEO_SUFFIXES:
             failures += not _upscale_one_video(model, source, args, options, video, label, len(sources) > 1)
@@ -139,7 +140,8 @@ def _upscale_one_video(model: ModelDescriptor, source: Path, args: argparse.Name
         return False
     finally:
         bar.close()
-    print(f"{source} -> {target} ({result.size[0]}x{result.size[1]}, {result.frames} frames, {result.bit_depth}-bit, "
+    print(f"{source} -> {target} ({result.size[0]}x{result.size[1]}, {result.frames} frames "
+          f"({result.duplicates} repeated), {result.bit_depth}-bit, "
           f"{result.copied_streams} audio/subtitle stream(s) copied): {time.perf_counter() - started:.1f} s")
     return True
 
@@ -220,6 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--preset", default="medium", help="video encoder speed preset")
     up.add_argument("--video-bits", default="auto", choices=["auto", "8", "10"],
                     help="video output bit depth (auto: 10 for a 10-bit source, else 8)")
+    up.add_argument("--skip-duplicates", type=float, metavar="LEVELS",
+                    help="video: a frame within LEVELS (mean 8-bit difference) of the previous one reuses its result")
     up.add_argument("--stream", action="store_true",
                     help="write the result tile row by tile row into a tiled TIFF, never holding it in memory "
                          "(chosen by itself when the result would not fit)")

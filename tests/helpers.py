@@ -67,8 +67,9 @@ def spandrel_model(name: str) -> object:
     return spandrel.ModelLoader().load_from_state_dict(randomized(network, seed=1).state_dict()).eval()
 
 
-def make_clip(path: Path, frames: int = 10, audio: bool = True, ten_bit: bool = False) -> Path:
-    """A real-photo clip (the crop slides right), variable gaps between frames, and a tone as AAC."""
+def make_clip(path: Path, frames: int = 10, audio: bool = True, ten_bit: bool = False, hold: int = 1) -> Path:
+    """A real-photo clip (the crop slides right, each picture held for `hold` frames), variable gaps between frames,
+    and a tone as AAC."""
     import av
 
     with av.open(str(path), "w") as out:
@@ -81,7 +82,7 @@ def make_clip(path: Path, frames: int = 10, audio: bool = True, ten_bit: bool = 
             sound.layout = "mono"
         pts = 0
         for index in range(frames):
-            frame = av.VideoFrame.from_ndarray(photo(40, left=150 + 3 * index)[:24, :32], format="rgb24")
+            frame = av.VideoFrame.from_ndarray(photo(40, left=150 + 3 * (index // hold))[:24, :32], format="rgb24")
             frame.pts, frame.time_base = pts, Fraction(1, 1000)
             pts += 83 if index % 3 else 125  # a variable frame rate
             for packet in video.encode(frame):

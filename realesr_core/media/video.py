@@ -37,18 +37,21 @@ class VideoError(RealESRError, ValueError):
 @dataclass(frozen=True)
 class VideoOptions:
     """How the result is encoded. bit_depth: 8 or 10 (None: as the source). frames_per_batch: frames upscaled
-    together (one engine call)."""
+    together (one engine call). skip_duplicates: a frame whose mean difference from the previous one is at most this
+    many 8-bit levels reuses its upscaled result (anime holds drawings for several frames); None upscales all."""
 
     codec: str = "libx264"
     crf: int = 18
     preset: str = "medium"
     bit_depth: int | None = None
     frames_per_batch: int = 4
+    skip_duplicates: float | None = None
 
 
 @dataclass(frozen=True)
 class VideoResult:
     frames: int
+    duplicates: int  # frames that reused the previous frame's result (skip_duplicates)
     size: tuple[int, int]  # output width, height
     copied_streams: int  # audio and subtitle streams carried over
     bit_depth: int
@@ -116,7 +119,7 @@ def _transcode(av: Any, model: Any, container: Any, source: Path, temporary: Pat
             if value:
                 setattr(stream_out.codec_context, name, value)
         copied = _copy_streams(container, output, stream_in, source)
-        encoder = _Encoder(model, stream_out, bits, options, video.frames_per_batch, total, progress, cancel)
+        encoder = _Encoder(model, stream_out, bits, options, video, total, progress, cancel)
         for packet in container.demux():
             if packet.stream is stream_in:
                 for frame in packet.decode():
@@ -127,7 +130,7 @@ def _transcode(av: Any, model: Any, container: Any, source: Path, temporary: Pat
         encoder.finish(output)
     if not encoder.frames:
         raise VideoError(f"{source.name} has no frames")
-    return VideoResult(encoder.frames, (width, height), len(copied), bits)
+    return VideoResult(encoder.frames, encoder.duplicates, (width, height), len(copied), bits)
 
 
 def _scale(model: Any, options: UpscaleOptions | None) -> int:
@@ -156,17 +159,27 @@ def _copy_streams(container: Any, output: Any, video_stream: Any, source: Path) 
 class _Encoder:
     """Collects decoded frames, upscales them a batch at a time and encodes them with their own timestamps."""
 
-    def __init__(self, model: Any, stream: Any, bits: int, options: UpscaleOptions | None, batch: int, total: int,
-                 progress: Callable[[int, int], None] | None, cancel: Callable[[], bool] | None) -> None:
-        self.model, self.stream, self.bits, self.options = model, stream, bits, options
-        self.batch, self.total, self.progress, self.cancel = batch, total, progress, cancel
+    def __init__(self, model: Any, stream: Any, bits: int, options: UpscaleOptions | None, video: VideoOptions,
+                 total: int, progress: Callable[[int, int], None] | None, cancel: Callable[[], bool] | None) -> None:
+        self.model, self.stream, self.bits, self.options, self.video = model, stream, bits, options, video
+        self.total, self.progress, self.cancel = total, progress, cancel
         self.pending: list[Any] = []
-        self.frames = 0
+        self.frames = self.duplicates = 0
+        self.previous: tuple[np.ndarray, np.ndarray] | None = None  # the last frame: source pixels, upscaled pixels
 
     def add(self, frame: Any, output: Any) -> None:
         self.pending.append(frame)
-        if len(self.pending) >= self.batch:
+        if len(self.pending) >= self.video.frames_per_batch:
             self._flush(output)
+
+    def _repeats(self, pixels: list[np.ndarray], peak: int) -> list[bool]:
+        """Which frames repeat the one before them (within skip_duplicates 8-bit levels on average)."""
+        limit = self.video.skip_duplicates
+        if limit is None:
+            return [False] * len(pixels)
+        before = [self.previous[0] if self.previous is not None else None, *pixels[:-1]]
+        return [earlier is not None and float(np.abs(now.astype(np.float32) - earlier).mean()) * 255 / peak <= limit
+                for earlier, now in zip(before, pixels, strict=True)]
 
     def finish(self, output: Any) -> None:
         self._flush(output)
@@ -180,11 +193,20 @@ class _Encoder:
 
         rgb = "rgb48le" if self.bits == 10 else "rgb24"
         peak, dtype = (65535, np.uint16) if self.bits == 10 else (255, np.uint8)
-        pixels = np.stack([frame.to_ndarray(format=rgb) for frame in self.pending])
-        images = rearrange(torch.from_numpy(pixels.astype(np.float32) / peak), "n h w c -> n c h w")
-        result = upscale(self.model, images, self.options, cancel=self.cancel).image
-        upscaled = np.round(rearrange(result, "n c h w -> n h w c").numpy() * peak).astype(dtype)
-        for source, array in zip(self.pending, upscaled, strict=True):
+        pixels = [frame.to_ndarray(format=rgb) for frame in self.pending]
+        repeats = self._repeats(pixels, peak)
+        fresh = [array for array, repeat in zip(pixels, repeats, strict=True) if not repeat]
+        upscaled: list[np.ndarray] = []
+        if fresh:
+            images = rearrange(torch.from_numpy(np.stack(fresh).astype(np.float32) / peak), "n h w c -> n c h w")
+            result = upscale(self.model, images, self.options, cancel=self.cancel).image
+            upscaled = list(np.round(rearrange(result, "n c h w -> n h w c").numpy() * peak).astype(dtype))
+        arrays, made = [], iter(upscaled)
+        for repeat in repeats:
+            arrays.append(arrays[-1] if repeat and arrays else self.previous[1] if repeat else next(made))
+        self.previous = (pixels[-1], arrays[-1])
+        self.duplicates += sum(repeats)
+        for source, array in zip(self.pending, arrays, strict=True):
             frame = av.VideoFrame.from_ndarray(array, format=rgb)
             frame.pts, frame.time_base = source.pts, source.time_base
             for packet in self.stream.encode(frame):

@@ -64,3 +64,15 @@ def test_bad_files_are_clear_errors_and_leave_nothing(compact, tmp_path: Path, d
     with pytest.raises(VideoError):
         upscale_video(compact, source, tmp_path / "out.mkv")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mkv"]
+
+
+def test_held_drawings_are_upscaled_once(compact, tmp_path: Path) -> None:
+    """Anime holds a drawing for several frames: with skip_duplicates those frames reuse the first one's result."""
+    source = make_clip(tmp_path / "held.mkv", frames=9, audio=False, hold=3)
+    calls = []
+    result = upscale_video(compact, source, tmp_path / "held_x4.mkv",
+                           video=VideoOptions(skip_duplicates=0.5, frames_per_batch=2),
+                           progress=lambda done, total: calls.append(done))
+    assert (result.frames, result.duplicates) == (9, 6) and frame_times(tmp_path / "held_x4.mkv") == frame_times(source)
+    plain = upscale_video(compact, source, tmp_path / "plain_x4.mkv")
+    assert plain.duplicates == 0
