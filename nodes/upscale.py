@@ -9,7 +9,6 @@ import torch
 
 from realesr_core import (
     PRETRAINED,
-    ModelDescriptor,
     ModelLoadError,
     UpscaleOptions,
     interpolate_models,
@@ -124,7 +123,7 @@ class Upscale:
 
     def upscale(self, upscale_model: Any, image: torch.Tensor, size_mode: str, factor: float, size: int, tile: int,
                 overlap: int, precision: str, alpha_mode: str, mask: torch.Tensor | None = None) -> tuple:
-        model = engine_model(upscale_model)
+        model = describe(engine_model(upscale_model))
         patcher = getattr(upscale_model, "patcher", None)
         device = patcher.load_device if patcher is not None else comfy_env.torch_device()
         colour = _bchw(image)
@@ -132,13 +131,12 @@ class Upscale:
         if alpha is not None:
             colour = torch.cat([colour, alpha], 1)
         if precision == "auto":
-            described = describe(model)
-            precision = comfy_env.gpu_precision(device, described.supports_fp16, described.supports_bf16) or "auto"
+            precision = comfy_env.gpu_precision(device, model.supports_fp16, model.supports_bf16) or "auto"
         options = UpscaleOptions(tile=tile, overlap=overlap, precision=precision, alpha=alpha_mode, device=device,
                                  output_device=comfy_env.intermediate_device(),
                                  output_dtype=comfy_env.intermediate_dtype(),
                                  **_size_options(size_mode, factor, size, colour.shape[-2:]))
-        module = model.module if isinstance(model, ModelDescriptor) else upscale_model.model
+        module = model.module  # ours, or the other loader's network inside the descriptor that runs it
         working_memory = memory_required(model, colour, options)
         if patcher is not None:
             comfy_env.load_models_gpu(patcher, working_memory)

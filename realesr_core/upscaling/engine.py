@@ -125,15 +125,16 @@ def upscale(
 
 def memory_required(model: Any, image: torch.Tensor, options: UpscaleOptions | None = None,
                     **option_values: Any) -> int:
-    """Bytes an upscale of `image` needs on its device: the weights, one forward's tile windows at their peak, and
-    one input frame. What a host's memory manager (ComfyUI's) should make room for before the call."""
+    """Working memory an upscale of `image` needs on its device beyond the weights: one forward's tile windows at
+    their peak, a reduced-precision copy of the weights where it runs one, and one input frame. What a host's memory
+    manager (ComfyUI's `load_models_gpu`) should make room for besides the model."""
     options = with_values(options or UpscaleOptions(), option_values)
     model = describe(model)
     plan = make_plan(model, image, options, None, None)
-    weights = sum(p.numel() * p.element_size() for p in model.module.parameters())
     rows, cols = (min(plan.tile + 2 * plan.overlap, size + 2 * plan.border) for size in image.shape[-2:])
     window = rows * cols * _window_bytes_per_pixel(model, plan.dtype)
-    return int(weights + plan.tiles_per_forward * window + image[:1].numel() * 4)
+    cast_weights = 0 if plan.dtype == torch.float32 else sum(p.numel() for p in model.module.parameters()) * 2
+    return int(plan.tiles_per_forward * window + cast_weights + image[:1].numel() * 4)
 
 
 def _upscale_frame(model: ModelDescriptor, frame: torch.Tensor, passes: int, target: tuple[int, int], alpha: str,
@@ -172,6 +173,8 @@ def make_plan(model: ModelDescriptor, image: torch.Tensor, options: UpscaleOptio
         device = torch.device(options.device)
     else:
         device = parameter.device if parameter is not None else image.device
+    if device.type == "cuda" and device.index is None:  # "cuda" is the current card: name it, as weights do
+        device = torch.device("cuda", torch.cuda.current_device())
     if options.precision == "auto":
         dtype = auto_dtype(device, model.supports_fp16, model.supports_bf16)
     else:
