@@ -19,10 +19,11 @@ import torch
 from einops import rearrange
 
 from ..errors import ImageError
+from ..files import write_atomically
 from ..models.descriptor import describe
 from ..upscaling.options import UpscaleOptions
 from ..upscaling.streaming import upscale_rows
-from .images import LoadedImage, scaled_geotiff, to_pixels, to_tensor, write_atomically, write_tiff
+from .images import LoadedImage, scaled_geotiff, to_pixels, to_tensor, write_tiff
 
 OUTPUT_TILE = 256
 CONVERT_ROWS = 64  # output rows turned into stored pixels at a time (a small float copy, whatever the width)

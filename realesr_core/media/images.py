@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import os
 import struct
-import tempfile
 import warnings
 import zlib
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from einops import rearrange
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import ImageError
+from ..files import write_atomically
 
 READABLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 WRITABLE_SUFFIXES = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp", ".bmp": "bmp",
@@ -277,20 +277,6 @@ def output_format(path: Path) -> str:
         raise ImageError(f"{path.name}: cannot write {path.suffix or 'files without a suffix'}; "
                          f"write one of {', '.join(WRITABLE_SUFFIXES)}")
     return kind
-
-
-def write_atomically(path: Path, write: Callable[[Path], None]) -> Path:
-    """Runs `write` on a temporary file beside `path`, then renames it: nothing half-written is left under `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(Path(temporary))
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-    return path
 
 
 def _pillow_writer(array: np.ndarray, kind: str, quality: int, icc: bytes | None,

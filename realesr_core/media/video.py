@@ -9,7 +9,6 @@ ratio are carried; 10-bit sources give 10-bit output. The result is written besi
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import torch
 from einops import rearrange
 
 from ..errors import RealESRError
+from ..files import write_atomically
 from ..upscaling import UpscaleOptions, upscale
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v")
@@ -72,24 +72,22 @@ def upscale_video(model: Any, source: str | os.PathLike, target: str | os.PathLi
     """Upscales every frame of `source` into `target` (container from its extension: .mkv holds everything)."""
     av = _av()
     video = video or VideoOptions()
-    source, target = Path(source), Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    source = Path(source)
     try:
         container = av.open(str(source))
     except (av.error.FFmpegError, OSError) as exc:
         raise VideoError(f"cannot read video {source}: {exc}") from exc
-    fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=target.suffix)
-    os.close(fd)
-    try:
+    results: list[VideoResult] = []
+
+    def write(temporary: Path) -> None:
         with container:
-            result = _transcode(av, model, container, source, Path(temporary), options, video, progress, cancel)
-        os.replace(temporary, target)
-        return result
+            results.append(_transcode(av, model, container, source, temporary, options, video, progress, cancel))
+
+    try:
+        write_atomically(target, write)
     except av.error.FFmpegError as exc:
         raise VideoError(f"{source.name}: {exc}") from exc
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+    return results[0]
 
 
 def _transcode(av: Any, model: Any, container: Any, source: Path, temporary: Path, options: UpscaleOptions | None,

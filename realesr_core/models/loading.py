@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,6 +19,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from ..errors import ModelLoadError
+from ..files import write_atomically
 from . import registry, zoo
 from .descriptor import ModelDescriptor
 from .ncnn import read_ncnn
@@ -206,17 +206,8 @@ def save_model(model: ModelSource, path: str | os.PathLike) -> Path:
         "source": descriptor.source,
     }
     state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in descriptor.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Write beside the target and rename, so an interrupted save never leaves a half-written model behind.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    # ".tmp": ComfyUI lists model folders by extension, and must not offer a model that is still being written
+    return write_atomically(path, lambda temporary: save_file(state, str(temporary), metadata=metadata), ".tmp")
 
 
 def interpolate_models(model_a: ModelSource, model_b: ModelSource, weight_a: float) -> ModelDescriptor:
