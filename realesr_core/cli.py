@@ -90,7 +90,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     failures = 0
     video = VideoOptions(codec=args.codec, crf=args.crf, preset=args.preset,
                          bit_depth=None if args.video_bits == "auto" else int(args.video_bits),
-                         skip_duplicates=args.skip_duplicates)
+                         skip_duplicates=args.skip_duplicates, resume=args.resume)
     for source in sources:
         if source.suffix.lower() in VIDEO_SUFFIXES:
             failures += not _upscale_one_video(model, source, args, options, video, label, len(sources) > 1)
@@ -224,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="video output bit depth (auto: 10 for a 10-bit source, else 8)")
     up.add_argument("--skip-duplicates", type=float, metavar="LEVELS",
                     help="video: a frame within LEVELS (mean 8-bit difference) of the previous one reuses its result")
+    up.add_argument("--resume", action="store_true",
+                    help="video: keep the segments an interrupted run of the same job finished (.NAME.parts beside "
+                         "the output) and upscale only the rest")
     up.add_argument("--stream", action="store_true",
                     help="write the result tile row by tile row into a tiled TIFF, never holding it in memory "
                          "(chosen by itself when the result would not fit)")

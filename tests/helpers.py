@@ -67,7 +67,8 @@ def spandrel_model(name: str) -> object:
     return spandrel.ModelLoader().load_from_state_dict(randomized(network, seed=1).state_dict()).eval()
 
 
-def make_clip(path: Path, frames: int = 10, audio: bool = True, ten_bit: bool = False, hold: int = 1) -> Path:
+def make_clip(path: Path, frames: int = 10, audio: bool = True, ten_bit: bool = False, hold: int = 1,
+              keyframe_every: int = 250) -> Path:
     """A real-photo clip (the crop slides right, each picture held for `hold` frames), variable gaps between frames,
     and a tone as AAC."""
     import av
@@ -76,7 +77,8 @@ def make_clip(path: Path, frames: int = 10, audio: bool = True, ten_bit: bool = 
         video = out.add_stream("libx264", rate=12)
         video.width, video.height = 32, 24
         video.pix_fmt = "yuv420p10le" if ten_bit else "yuv420p"
-        video.time_base = Fraction(1, 1000)
+        video.time_base = video.codec_context.time_base = Fraction(1, 1000)
+        video.codec_context.gop_size = keyframe_every
         sound = out.add_stream("aac", rate=22050) if audio else None
         if sound is not None:
             sound.layout = "mono"

@@ -8,9 +8,12 @@ ratio are carried; 10-bit sources give 10-bit output. The result is written besi
 
 from __future__ import annotations
 
+import heapq
+import json
 import os
+import shutil
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -24,6 +27,7 @@ from ..errors import RealESRError
 from ..files import write_atomically
 from ..upscaling import UpscaleOptions, upscale
 
+SEGMENT_SECONDS = 10.0  # a segment starts at the first keyframe this long after the last segment's start
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v")
 COLOUR_PROPERTIES = ("color_range", "colorspace", "color_primaries", "color_trc")
 # Encoders whose quality is a constant rate factor and whose speed is a named preset.
@@ -46,6 +50,7 @@ class VideoOptions:
     bit_depth: int | None = None
     frames_per_batch: int = 4
     skip_duplicates: float | None = None
+    resume: bool = False
 
 
 @dataclass(frozen=True)
@@ -69,66 +74,193 @@ def upscale_video(model: Any, source: str | os.PathLike, target: str | os.PathLi
                   options: UpscaleOptions | None = None, video: VideoOptions | None = None, *,
                   progress: Callable[[int, int], None] | None = None,
                   cancel: Callable[[], bool] | None = None) -> VideoResult:
-    """Upscales every frame of `source` into `target` (container from its extension: .mkv holds everything)."""
+    """Upscales every frame of `source` into `target` (container from its extension: .mkv holds everything).
+
+    The video is upscaled in segments that start at the source's keyframes (about SEGMENT_SECONDS each), each
+    encoded into its own file in a work folder beside the target with a manifest; the segments are then joined by
+    stream copy with the other streams muxed once. `video.resume` keeps the segments a crashed or cancelled run of
+    the same job finished, so only the rest is upscaled.
+    """
     av = _av()
     video = video or VideoOptions()
-    source = Path(source)
+    source, target = Path(source), Path(target)
+    try:
+        facts = _probe(av, source, model, options, video)
+        work = _WorkFolder(target, facts.job_key(source, model, video), video.resume)
+        frames = duplicates = 0
+        for index, (start, end) in enumerate(facts.segments):
+            done = work.finished(index)
+            if done is None:
+                counts: list[int] = []
+
+                def write(temporary: Path, start=start, end=end, base=frames, counts=counts) -> None:
+                    counts.extend(_encode_segment(av, model, source, temporary, start, end, facts, options, video,
+                                                  _offset(progress, base, facts.total), cancel))
+
+                write_atomically(work.part(index), write)
+                done = (counts[0], counts[1])
+                work.finish(index, *done)
+            frames, duplicates = frames + done[0], duplicates + done[1]
+        if not frames:
+            raise VideoError(f"{source.name} has no frames")
+        copied: list[int] = []
+        write_atomically(target, lambda temporary: copied.append(_join(av, source, work.parts(), temporary)))
+        work.remove()
+    except av.error.FFmpegError as exc:
+        raise VideoError(f"{source.name}: {exc}") from exc
+    return VideoResult(frames, duplicates, facts.size, copied[0], facts.bits)
+
+
+def _offset(progress: Callable[[int, int], None] | None, base: int, total: int) -> Callable[[int, int], None] | None:
+    if progress is None:
+        return None
+    return lambda done, _segment_total: progress(base + done, max(total, base + done))
+
+
+@dataclass(frozen=True)
+class _Facts:
+    """What every segment needs to know about the source and the output."""
+
+    time_base: Fraction
+    rate: Fraction
+    size: tuple[int, int]  # output width, height
+    bits: int
+    total: int  # frames, estimated where the container does not say
+    segments: list[tuple[int | None, int | None]]  # [start pts, end pts) per segment; None: the clip's own start / end
+    colour: dict[str, Any]
+
+    def job_key(self, source: Path, model: Any, video: VideoOptions) -> dict[str, Any]:
+        from ..models.descriptor import describe
+
+        described = describe(model)
+        stat = source.stat()
+        return {"source": str(source.resolve()), "bytes": stat.st_size, "modified": stat.st_mtime_ns,
+                "model": f"{described.name or described.source}:{described.architecture}", "size": list(self.size),
+                "codec": video.codec, "crf": video.crf, "preset": video.preset, "bits": self.bits,
+                "skip_duplicates": video.skip_duplicates, "segments": [list(s) for s in self.segments]}
+
+
+def _probe(av: Any, source: Path, model: Any, options: UpscaleOptions | None, video: VideoOptions) -> _Facts:
     try:
         container = av.open(str(source))
     except (av.error.FFmpegError, OSError) as exc:
         raise VideoError(f"cannot read video {source}: {exc}") from exc
-    results: list[VideoResult] = []
+    with container:
+        if not container.streams.video:
+            raise VideoError(f"{source.name} has no video stream")
+        stream = container.streams.video[0]
+        context = stream.codec_context
+        source_bits = max(component.bits for component in context.format.components) if context.format else 8
+        scale = _scale(model, options)
+        rate = stream.average_rate or stream.guessed_rate or Fraction(25)
+        total = stream.frames or round(float(stream.duration * stream.time_base * rate) if stream.duration else 0)
+        colour = {name: getattr(context, name, None) for name in (*COLOUR_PROPERTIES, "sample_aspect_ratio")}
+        keyframes = [packet.pts for packet in container.demux(stream) if packet.is_keyframe and packet.pts is not None]
+        time_base = stream.time_base
+        size = (context.width * scale, context.height * scale)
+    starts: list[int] = []
+    for pts in keyframes:
+        if not starts or (pts - starts[-1]) * time_base >= SEGMENT_SECONDS:
+            starts.append(pts)
+    bounds: list[int | None] = [None, *starts[1:], None]
+    segments = list(zip(bounds[:-1], bounds[1:], strict=True))
+    return _Facts(time_base, rate, size, video.bit_depth or (10 if source_bits > 8 else 8), total, segments, colour)
 
-    def write(temporary: Path) -> None:
-        with container:
-            results.append(_transcode(av, model, container, source, temporary, options, video, progress, cancel))
 
-    try:
-        write_atomically(target, write)
-    except av.error.FFmpegError as exc:
-        raise VideoError(f"{source.name}: {exc}") from exc
-    return results[0]
-
-
-def _transcode(av: Any, model: Any, container: Any, source: Path, temporary: Path, options: UpscaleOptions | None,
-               video: VideoOptions, progress: Callable[[int, int], None] | None,
-               cancel: Callable[[], bool] | None) -> VideoResult:
-    if not container.streams.video:
-        raise VideoError(f"{source.name} has no video stream")
-    stream_in = container.streams.video[0]
-    stream_in.thread_type = "AUTO"
-    context_in = stream_in.codec_context
-    source_bits = max(component.bits for component in context_in.format.components) if context_in.format else 8
-    bits = video.bit_depth or (10 if source_bits > 8 else 8)
-    scale = _scale(model, options)
-    width, height = context_in.width * scale, context_in.height * scale
-    rate = stream_in.average_rate or stream_in.guessed_rate or Fraction(25)
-    total = stream_in.frames or round(float(stream_in.duration * stream_in.time_base * rate)
-                                      if stream_in.duration else 0)
-    with av.open(str(temporary), "w") as output:
-        stream_out = output.add_stream(video.codec, rate=rate)
-        stream_out.width, stream_out.height = width, height
-        stream_out.pix_fmt = "yuv420p10le" if bits == 10 else "yuv420p"
-        stream_out.time_base = stream_in.time_base
+def _encode_segment(av: Any, model: Any, source: Path, temporary: Path, start: int | None, end: int | None,
+                    facts: _Facts, options: UpscaleOptions | None, video: VideoOptions,
+                    progress: Callable[[int, int], None] | None, cancel: Callable[[], bool] | None) -> tuple[int, int]:
+    """The frames of [start, end) upscaled into a file of their own; returns (frames, repeated frames)."""
+    with av.open(str(source)) as container, av.open(str(temporary), "w") as output:
+        stream_in = container.streams.video[0]
+        stream_in.thread_type = "AUTO"
+        if start is not None:
+            container.seek(start, stream=stream_in, backward=True, any_frame=False)
+        stream_out = output.add_stream(video.codec, rate=facts.rate)
+        stream_out.width, stream_out.height = facts.size
+        stream_out.pix_fmt = "yuv420p10le" if facts.bits == 10 else "yuv420p"
+        # the encoder's own time base too: left at 1/rate it rounds a variable frame rate's timestamps
+        stream_out.time_base = stream_out.codec_context.time_base = facts.time_base
         if video.codec in CRF_ENCODERS:
             stream_out.options = {"crf": str(video.crf), "preset": video.preset}
-        for name in (*COLOUR_PROPERTIES, "sample_aspect_ratio"):
-            value = getattr(context_in, name, None)
+        for name, value in facts.colour.items():
             if value:
                 setattr(stream_out.codec_context, name, value)
-        copied = _copy_streams(container, output, stream_in, source)
-        encoder = _Encoder(model, stream_out, bits, options, video, total, progress, cancel)
-        for packet in container.demux():
-            if packet.stream is stream_in:
-                for frame in packet.decode():
-                    encoder.add(frame, output)
-            elif packet.stream in copied and packet.dts is not None:
-                packet.stream = copied[packet.stream]
-                output.mux(packet)
+        encoder = _Encoder(model, stream_out, facts.bits, options, video, facts.total, progress, cancel)
+        for frame in container.decode(stream_in):
+            if frame.pts is None or (start is not None and frame.pts < start):
+                continue  # before the segment (decoded from the keyframe's group, or leading pictures of it)
+            if end is not None and frame.pts >= end:
+                break
+            encoder.add(frame, output)
         encoder.finish(output)
-    if not encoder.frames:
-        raise VideoError(f"{source.name} has no frames")
-    return VideoResult(encoder.frames, encoder.duplicates, (width, height), len(copied), bits)
+    return encoder.frames, encoder.duplicates
+
+
+def _join(av: Any, source: Path, parts: list[Path], temporary: Path) -> int:
+    """The segments' video by stream copy, in order, with the source's audio and subtitle streams muxed once,
+    interleaved by time; returns how many streams were copied from the source."""
+    with av.open(str(source)) as original, av.open(str(parts[0])) as first, av.open(str(temporary), "w") as output:
+        video_out = output.add_stream_from_template(first.streams.video[0])
+        copied = _copy_streams(original, output, original.streams.video[0], source)
+        video_packets = ((float(p.dts * p.time_base), 0, video_out, p) for p in _part_packets(av, parts))
+        other_packets = ((float(p.dts * p.time_base), 1, copied[p.stream], p)
+                         for p in original.demux(*copied) if p.dts is not None) if copied else iter(())
+        for _time, _order, stream, packet in heapq.merge(video_packets, other_packets, key=lambda item: item[:2]):
+            packet.stream = stream
+            output.mux(packet)
+    return len(copied)
+
+
+def _part_packets(av: Any, parts: list[Path]) -> Iterator[Any]:
+    for part in parts:
+        with av.open(str(part)) as container:
+            yield from (packet for packet in container.demux(video=0) if packet.dts is not None)
+
+
+class _WorkFolder:
+    """Finished segments and the manifest that says which they are, beside the target (`.NAME.parts`)."""
+
+    def __init__(self, target: Path, key: dict[str, Any], resume: bool) -> None:
+        self.folder = target.parent / f".{target.name}.parts"
+        self.manifest = self.folder / "manifest.json"
+        state = self._read() if resume else None
+        if state is None or state.get("job") != key:
+            if resume and state is not None:
+                warnings.warn(f"{target.name}: the unfinished run was another job (source, model or settings "
+                              f"changed); starting again", stacklevel=3)
+            shutil.rmtree(self.folder, ignore_errors=True)
+            state = {"job": key, "done": {}}
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.state = state
+        self._write()
+
+    def _read(self) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.manifest.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def _write(self) -> None:
+        write_atomically(self.manifest, lambda temporary: temporary.write_text(json.dumps(self.state, indent=1)))
+
+    def part(self, index: int) -> Path:
+        return self.folder / f"part{index:05d}.mp4"  # MP4 keeps every decode time (MKV gives some back unknown)
+
+    def finished(self, index: int) -> tuple[int, int] | None:
+        done = self.state["done"].get(str(index))
+        return (done[0], done[1]) if done and self.part(index).exists() else None
+
+    def finish(self, index: int, frames: int, duplicates: int) -> None:
+        self.state["done"][str(index)] = [frames, duplicates]
+        self._write()
+
+    def parts(self) -> list[Path]:
+        return [self.part(int(index)) for index in sorted(self.state["done"], key=int)
+                if self.state["done"][index][0]]
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def _scale(model: Any, options: UpscaleOptions | None) -> int:

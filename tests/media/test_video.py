@@ -76,3 +76,41 @@ def test_held_drawings_are_upscaled_once(compact, tmp_path: Path) -> None:
     assert (result.frames, result.duplicates) == (9, 6) and frame_times(tmp_path / "held_x4.mkv") == frame_times(source)
     plain = upscale_video(compact, source, tmp_path / "plain_x4.mkv")
     assert plain.duplicates == 0
+
+
+def test_an_interrupted_run_resumes_from_its_last_finished_segment(compact, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Segments start at keyframes; a run cancelled in its third segment keeps the first two, and the resumed run
+    upscales only the rest and gives the same frames as an uninterrupted run."""
+    from realesr_core import UpscaleCancelled
+    from realesr_core.media import video as video_module
+
+    monkeypatch.setattr(video_module, "SEGMENT_SECONDS", 0.3)
+    source = make_clip(tmp_path / "long.mkv", frames=16, keyframe_every=4)
+    whole = upscale_video(compact, source, tmp_path / "whole.mkv")
+    target = tmp_path / "resumed.mkv"
+    seen: list[int] = []
+    with pytest.raises(UpscaleCancelled):
+        upscale_video(compact, source, target, video=VideoOptions(frames_per_batch=1),
+                      progress=lambda done, total: seen.append(done), cancel=lambda: len(seen) >= 9)
+    assert not target.exists() and (tmp_path / ".resumed.mkv.parts" / "manifest.json").exists()
+    upscaled: list[int] = []
+    resumed = upscale_video(compact, source, target, video=VideoOptions(frames_per_batch=1, resume=True),
+                            progress=lambda done, total: upscaled.append(done))
+    assert resumed.frames == whole.frames == 16 and upscaled[0] > 1  # counting on from the kept segments
+    assert len(upscaled) < 16 and not (tmp_path / ".resumed.mkv.parts").exists()
+    assert frame_times(target) == frame_times(tmp_path / "whole.mkv") == frame_times(source)
+    with av.open(str(target)) as a, av.open(str(tmp_path / "whole.mkv")) as b:
+        for x, y in zip(a.decode(video=0), b.decode(video=0), strict=True):
+            assert np.array_equal(x.to_ndarray(format="rgb24"), y.to_ndarray(format="rgb24"))
+        assert len(a.streams.audio) == 1
+
+
+def test_leftovers_of_another_job_are_not_reused(compact, tmp_path: Path) -> None:
+    source = make_clip(tmp_path / "clip.mkv", frames=4, audio=False)
+    parts = tmp_path / ".out.mkv.parts"
+    parts.mkdir()
+    (parts / "manifest.json").write_text('{"job": {"source": "another"}, "done": {"0": [4, 0]}}')
+    with pytest.warns(UserWarning, match="another job"):
+        result = upscale_video(compact, source, tmp_path / "out.mkv", video=VideoOptions(resume=True))
+    assert result.frames == 4 and not parts.exists()
