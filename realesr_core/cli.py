@@ -267,6 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     except RealESRError as exc:
         print(f"realesr: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\nrealesr: interrupted; nothing half-written was left (a video continues with --resume)", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
