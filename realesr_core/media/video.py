@@ -8,10 +8,13 @@ ratio are carried; 10-bit sources give 10-bit output. The result is written besi
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import json
 import os
+import queue
 import shutil
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,7 +26,7 @@ import numpy as np
 import torch
 from einops import rearrange
 
-from ..errors import RealESRError
+from ..errors import RealESRError, UpscaleCancelled
 from ..files import write_atomically
 from ..upscaling import UpscaleOptions, upscale
 
@@ -186,15 +189,77 @@ def _encode_segment(av: Any, model: Any, source: Path, temporary: Path, start: i
         for name, value in facts.colour.items():
             if value:
                 setattr(stream_out.codec_context, name, value)
-        encoder = _Encoder(model, stream_out, facts.bits, options, video, facts.total, progress, cancel)
-        for frame in container.decode(stream_in):
-            if frame.pts is None or (start is not None and frame.pts < start):
-                continue  # before the segment (decoded from the keyframe's group, or leading pictures of it)
-            if end is not None and frame.pts >= end:
-                break
-            encoder.add(frame, output)
-        encoder.finish(output)
+        rgb = "rgb48le" if facts.bits == 10 else "rgb24"
+        encoder = _Encoder(model, stream_out, output, rgb, options, video, facts.total, progress, cancel)
+        frames = _in_background(_decoded(container.decode(stream_in), start, end, rgb), 2 * video.frames_per_batch)
+        try:
+            for frame in frames:
+                encoder.add(frame)
+            encoder.finish()
+        finally:
+            frames.close()  # the decoding thread ends before its container closes
+            encoder.close()
     return encoder.frames, encoder.duplicates
+
+
+@dataclass(frozen=True)
+class _Frame:
+    pixels: np.ndarray  # [H, W, 3] uint8 (rgb24) or uint16 (rgb48le)
+    pts: int
+    time_base: Fraction
+
+
+def _decoded(frames: Iterator[Any], start: int | None, end: int | None, rgb: str) -> Iterator[_Frame]:
+    """The segment's frames as RGB pixels with their timestamps."""
+    for frame in frames:
+        if frame.pts is None or (start is not None and frame.pts < start):
+            continue  # before the segment (decoded from the keyframe's group, or leading pictures of it)
+        if end is not None and frame.pts >= end:
+            return
+        yield _Frame(frame.to_ndarray(format=rgb), frame.pts, frame.time_base)
+
+
+_DONE = object()
+
+
+@dataclass(frozen=True)
+class _Failed:
+    error: BaseException
+
+
+def _in_background(items: Iterator[Any], depth: int) -> Iterator[Any]:
+    """`items` produced in a thread of their own, at most `depth` ahead: decoding overlaps the upscaling."""
+    produced: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        produced.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            produced.put(_DONE)
+        except BaseException as error:  # noqa: BLE001 - handed to the consumer, which raises it
+            produced.put(_Failed(error))
+
+    thread = threading.Thread(target=produce, name="realesr-decode", daemon=True)
+    thread.start()
+    try:
+        while (item := produced.get()) is not _DONE:
+            if isinstance(item, _Failed):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():
+            with contextlib.suppress(queue.Empty):
+                produced.get(timeout=0.1)
+        thread.join()
 
 
 def _join(av: Any, source: Path, parts: list[Path], temporary: Path) -> int:
@@ -287,20 +352,70 @@ def _copy_streams(container: Any, output: Any, video_stream: Any, source: Path) 
 
 
 class _Encoder:
-    """Collects decoded frames, upscales them a batch at a time and encodes them with their own timestamps."""
+    """Collects decoded frames, upscales them a batch at a time, and hands them to a thread that encodes and muxes
+    them with their own timestamps (encoding overlaps the next batch's upscaling)."""
 
-    def __init__(self, model: Any, stream: Any, bits: int, options: UpscaleOptions | None, video: VideoOptions,
-                 total: int, progress: Callable[[int, int], None] | None, cancel: Callable[[], bool] | None) -> None:
-        self.model, self.stream, self.bits, self.options, self.video = model, stream, bits, options, video
-        self.total, self.progress, self.cancel = total, progress, cancel
-        self.pending: list[Any] = []
+    def __init__(self, model: Any, stream: Any, output: Any, rgb: str, options: UpscaleOptions | None,
+                 video: VideoOptions, total: int, progress: Callable[[int, int], None] | None,
+                 cancel: Callable[[], bool] | None) -> None:
+        self.model, self.stream, self.output, self.rgb, self.options = model, stream, output, rgb, options
+        self.video, self.total, self.progress, self.cancel = video, total, progress, cancel
+        self.pending: list[_Frame] = []
         self.frames = self.duplicates = 0
         self.previous: tuple[np.ndarray, np.ndarray] | None = None  # the last frame: source pixels, upscaled pixels
+        self.queue: queue.Queue = queue.Queue(maxsize=2 * video.frames_per_batch)
+        self.failure: BaseException | None = None
+        self.thread = threading.Thread(target=self._encode, name="realesr-encode", daemon=True)
+        self.thread.start()
 
-    def add(self, frame: Any, output: Any) -> None:
+    def add(self, frame: _Frame) -> None:
         self.pending.append(frame)
         if len(self.pending) >= self.video.frames_per_batch:
-            self._flush(output)
+            self._flush()
+
+    def finish(self) -> None:
+        self._flush()
+        self._put(_DONE)
+        self.thread.join()
+        self._raise_failure()
+
+    def close(self) -> None:
+        """Stops the encoding thread if the segment ended early (an error, a cancel)."""
+        if self.thread.is_alive():
+            self.failure = self.failure or UpscaleCancelled("stopped")
+            while self.thread.is_alive():
+                with contextlib.suppress(queue.Full):
+                    self.queue.put(_DONE, timeout=0.1)
+            self.thread.join()
+
+    def _encode(self) -> None:
+        import av
+
+        try:
+            while (item := self.queue.get()) is not _DONE:
+                pixels, pts, time_base = item
+                frame = av.VideoFrame.from_ndarray(pixels, format=self.rgb)
+                frame.pts, frame.time_base = pts, time_base
+                for packet in self.stream.encode(frame):
+                    self.output.mux(packet)
+            if self.failure is None:
+                for packet in self.stream.encode(None):
+                    self.output.mux(packet)
+        except BaseException as error:  # noqa: BLE001 - raised in the main thread
+            self.failure = error
+
+    def _put(self, item: Any) -> None:
+        while self.thread.is_alive():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+        self._raise_failure()
+
+    def _raise_failure(self) -> None:
+        if self.failure is not None:
+            raise self.failure
 
     def _repeats(self, pixels: list[np.ndarray], peak: int) -> list[bool]:
         """Which frames repeat the one before them (within skip_duplicates 8-bit levels on average)."""
@@ -311,19 +426,11 @@ class _Encoder:
         return [earlier is not None and float(np.abs(now.astype(np.float32) - earlier).mean()) * 255 / peak <= limit
                 for earlier, now in zip(before, pixels, strict=True)]
 
-    def finish(self, output: Any) -> None:
-        self._flush(output)
-        for packet in self.stream.encode(None):
-            output.mux(packet)
-
-    def _flush(self, output: Any) -> None:
+    def _flush(self) -> None:
         if not self.pending:
             return
-        import av
-
-        rgb = "rgb48le" if self.bits == 10 else "rgb24"
-        peak, dtype = (65535, np.uint16) if self.bits == 10 else (255, np.uint8)
-        pixels = [frame.to_ndarray(format=rgb) for frame in self.pending]
+        peak, dtype = (65535, np.uint16) if self.rgb == "rgb48le" else (255, np.uint8)
+        pixels = [frame.pixels for frame in self.pending]
         repeats = self._repeats(pixels, peak)
         fresh = [array for array, repeat in zip(pixels, repeats, strict=True) if not repeat]
         upscaled: list[np.ndarray] = []
@@ -337,10 +444,7 @@ class _Encoder:
         self.previous = (pixels[-1], arrays[-1])
         self.duplicates += sum(repeats)
         for source, array in zip(self.pending, arrays, strict=True):
-            frame = av.VideoFrame.from_ndarray(array, format=rgb)
-            frame.pts, frame.time_base = source.pts, source.time_base
-            for packet in self.stream.encode(frame):
-                output.mux(packet)
+            self._put((array, source.pts, source.time_base))
         self.frames += len(self.pending)
         self.pending.clear()
         if self.progress is not None:
