@@ -190,7 +190,9 @@ def _encode_segment(av: Any, model: Any, source: Path, temporary: Path, start: i
             if value:
                 setattr(stream_out.codec_context, name, value)
         rgb = "rgb48le" if facts.bits == 10 else "rgb24"
-        encoder = _Encoder(model, stream_out, output, rgb, options, video, facts.total, progress, cancel)
+        matrix = {"dst_colorspace": facts.colour["colorspace"], "dst_color_range": facts.colour["color_range"]}
+        encoder = _Encoder(model, stream_out, output, rgb, {k: v for k, v in matrix.items() if v}, options, video,
+                           facts.total, progress, cancel)
         frames = _in_background(_decoded(container.decode(stream_in), start, end, rgb), 2 * video.frames_per_batch)
         try:
             for frame in frames:
@@ -355,10 +357,11 @@ class _Encoder:
     """Collects decoded frames, upscales them a batch at a time, and hands them to a thread that encodes and muxes
     them with their own timestamps (encoding overlaps the next batch's upscaling)."""
 
-    def __init__(self, model: Any, stream: Any, output: Any, rgb: str, options: UpscaleOptions | None,
-                 video: VideoOptions, total: int, progress: Callable[[int, int], None] | None,
-                 cancel: Callable[[], bool] | None) -> None:
+    def __init__(self, model: Any, stream: Any, output: Any, rgb: str, matrix: dict[str, Any],
+                 options: UpscaleOptions | None, video: VideoOptions, total: int,
+                 progress: Callable[[int, int], None] | None, cancel: Callable[[], bool] | None) -> None:
         self.model, self.stream, self.output, self.rgb, self.options = model, stream, output, rgb, options
+        self.matrix = matrix  # the source's YUV matrix and range: the RGB result goes back through the same ones
         self.video, self.total, self.progress, self.cancel = video, total, progress, cancel
         self.pending: list[_Frame] = []
         self.frames = self.duplicates = 0
@@ -395,6 +398,8 @@ class _Encoder:
             while (item := self.queue.get()) is not _DONE:
                 pixels, pts, time_base = item
                 frame = av.VideoFrame.from_ndarray(pixels, format=self.rgb)
+                if self.matrix:  # else FFmpeg's default (BT.601) would meet a stream tagged, say, BT.709
+                    frame = frame.reformat(format=self.stream.codec_context.pix_fmt, **self.matrix)
                 frame.pts, frame.time_base = pts, time_base
                 for packet in self.stream.encode(frame):
                     self.output.mux(packet)

@@ -114,3 +114,39 @@ def test_leftovers_of_another_job_are_not_reused(compact, tmp_path: Path) -> Non
     with pytest.warns(UserWarning, match="another job"):
         result = upscale_video(compact, source, tmp_path / "out.mkv", video=VideoOptions(resume=True))
     assert result.frames == 4 and not parts.exists()
+
+
+def test_colours_go_back_through_the_sources_matrix(tmp_path: Path) -> None:
+    """A BT.709 clip through an identity network keeps its colours (converting back with FFmpeg's default BT.601
+    matrix, as before, turned (199, 58, 29) into (210, 68, 24) under the same tags)."""
+    import torch
+
+    from realesr_core import load_model
+    from realesr_core.models.archs import SRVGGNetCompact
+
+    red = np.zeros((48, 64, 3), np.uint8)
+    red[...] = (200, 60, 30)
+    source = tmp_path / "bt709.mkv"
+    with av.open(str(source), "w") as out:
+        stream = out.add_stream("libx264", rate=12)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        context = stream.codec_context
+        context.colorspace = context.color_primaries = context.color_trc = context.color_range = 1  # BT.709, TV range
+        for _ in range(3):
+            frame = av.VideoFrame.from_ndarray(red, format="rgb24").reformat(
+                format="yuv420p", dst_colorspace=1, dst_color_range=1)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    network = SRVGGNetCompact(num_feat=8, num_conv=1, upscale=1)
+    torch.nn.init.zeros_(network.body[-1].weight)
+    torch.nn.init.zeros_(network.body[-1].bias)
+    upscale_video(load_model(network.state_dict()), source, tmp_path / "same.mkv")
+    colours = []
+    for path in (source, tmp_path / "same.mkv"):
+        with av.open(str(path)) as container:
+            frame = next(container.decode(video=0))
+            assert frame.colorspace == 1 and frame.color_range == 1
+            colours.append(frame.to_ndarray(format="rgb24").reshape(-1, 3).mean(0))
+    assert np.abs(colours[0] - colours[1]).max() <= 2
