@@ -14,8 +14,8 @@ import torch
 from .degradation import PRESETS, apply_parameters, get_preset, sample_parameters
 from .errors import RealESRError
 from .media import DEFAULT_MAX_PIXELS, READABLE_SUFFIXES, read_image, write_image
-from .media.huge import output_fits_in_memory, upscale_to_tiff
-from .media.images import scaled_geotiff
+from .media.huge import open_for_streaming, output_fits_in_memory, upscale_to_tiff
+from .media.images import image_shape, scaled_geotiff
 from .media.video import VIDEO_SUFFIXES, VideoOptions, upscale_video
 from .models import ModelDescriptor, load_model, save_model, zoo
 from .upscaling import UpscaleOptions, upscale
@@ -96,10 +96,10 @@ def cmd_upscale(args: argparse.Namespace) -> int:
             failures += not _upscale_one_video(model, source, args, options, video, label, len(sources) > 1)
             continue
         try:
-            loaded = read_image(source, max_pixels=args.max_pixels)
-            height, width, channels = loaded.pixels.shape
+            height, width, channels = image_shape(source, args.max_pixels)
             stream = args.stream or not output_fits_in_memory(height, width, channels, model.scale,
                                                               available_memory(torch.device("cpu")))
+            loaded = (open_for_streaming if stream else read_image)(source, args.max_pixels)
             target = output_path(source, args.output, len(sources) > 1, label, ".tif" if stream else None)
             bits = loaded.bit_depth if args.bits == "auto" else int(args.bits)
             bar = ProgressBar(source.name)

@@ -23,7 +23,17 @@ from ..files import write_atomically
 from ..models.descriptor import describe
 from ..upscaling.options import UpscaleOptions
 from ..upscaling.streaming import upscale_rows
-from .images import LoadedImage, scaled_geotiff, to_pixels, to_tensor, write_tiff
+from .images import (
+    LoadedImage,
+    detect_format,
+    image_shape,
+    read_image,
+    scaled_geotiff,
+    tiff_metadata,
+    to_pixels,
+    to_tensor,
+    write_tiff,
+)
 
 OUTPUT_TILE = 256
 CONVERT_ROWS = 64  # output rows turned into stored pixels at a time (a small float copy, whatever the width)
@@ -34,6 +44,62 @@ IN_MEMORY_SHARE = 0.25
 
 def output_fits_in_memory(height: int, width: int, channels: int, scale: int, available: int) -> bool:
     return height * width * channels * scale * scale * 4 * 3 <= available * IN_MEMORY_SHARE
+
+
+class TiffRows:
+    """Rows of a tiled or striped TIFF, decoding only the tiles or strips they touch: `rows[a:b]` is `[b - a, W, C]`
+    as stored. For gray / RGB (+ alpha) pages of 8- or 16-bit samples, interleaved, upright."""
+
+    def __init__(self, path: Path) -> None:
+        import tifffile
+
+        self.file = tifffile.TiffFile(path)
+        page = self.page = self.file.pages.first
+        self.shape = (page.imagelength, page.imagewidth, page.samplesperpixel)
+        self.dtype = page.dtype
+        self.chunk_rows, self.chunks_across = page.chunks[0], page.chunked[1]
+
+    @staticmethod
+    def suits(path: Path) -> bool:
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages.first
+            return (page.photometric in (tifffile.PHOTOMETRIC.MINISBLACK, tifffile.PHOTOMETRIC.RGB)
+                    and page.planarconfig == tifffile.PLANARCONFIG.CONTIG and page.dtype in (np.uint8, np.uint16)
+                    and int(page.tags.valueof("Orientation") or 1) == 1 and page.samplesperpixel in (1, 2, 3, 4)
+                    and len(page.dataoffsets) == page.chunked[0] * page.chunked[1])
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        first, end, _ = rows.indices(self.shape[0])
+        height, width, samples = self.shape
+        out = np.empty((end - first, width, samples), self.dtype)
+        handle, decode = self.file.filehandle, self.page.decode
+        for chunk_row in range(first // self.chunk_rows, -(-end // self.chunk_rows)):
+            for column in range(self.chunks_across):
+                index = chunk_row * self.chunks_across + column
+                handle.seek(self.page.dataoffsets[index])
+                segment, (_, _, top, left, _), _shape = decode(handle.read(self.page.databytecounts[index]), index)
+                segment = segment.reshape(segment.shape[-3:])
+                lo, hi = max(first, top), min(end, top + segment.shape[0], height)
+                right = min(left + segment.shape[1], width)
+                out[lo - first : hi - first, left:right] = segment[lo - top : hi - top, : right - left]
+        return out
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def open_for_streaming(path: str | os.PathLike, max_pixels: int) -> LoadedImage:
+    """The image to stream: a TIFF that allows it is read by windows (only the rows a tile row needs are decoded);
+    anything else is held as stored."""
+    path = Path(path)
+    image_shape(path, max_pixels)
+    if detect_format(path) == "tiff" and TiffRows.suits(path):
+        rows = TiffRows(path)
+        icc, _orientation, geotiff = tiff_metadata(rows.page)
+        return LoadedImage(rows, 16 if rows.dtype == np.uint16 else 8, "tiff", icc, geotiff=geotiff)
+    return read_image(path, max_pixels)
 
 
 def upscale_to_tiff(model: Any, loaded: LoadedImage, target: str | os.PathLike, options: UpscaleOptions | None = None,
@@ -62,7 +128,11 @@ def upscale_to_tiff(model: Any, loaded: LoadedImage, target: str | os.PathLike, 
         write_tiff(temporary, tiles, shape if channels > 1 else shape[:2], dtype, loaded.icc_profile, geotiff,
                    tile=(OUTPUT_TILE, OUTPUT_TILE))
 
-    return write_atomically(target, write)
+    try:
+        return write_atomically(target, write)
+    finally:
+        if isinstance(pixels, TiffRows):
+            pixels.close()
 
 
 def _strips(rows: Iterator[tuple[int, torch.Tensor]], bit_depth: int) -> Iterator[np.ndarray]:

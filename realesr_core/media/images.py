@@ -87,6 +87,32 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
         raise ImageError(f"cannot read image {path}: {exc}") from exc
 
 
+def image_shape(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int, int]:
+    """(height, width, channels) from the file's header, without decoding it; the pixel limit is checked."""
+    path = Path(path)
+    try:
+        if detect_format(path) == "tiff":
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                page = tif.pages.first
+                height, width, channels = page.imagelength, page.imagewidth, page.samplesperpixel
+        else:
+            limit = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = None
+            try:
+                with Image.open(path) as img:
+                    (width, height), channels = img.size, min(len(img.getbands()), 4)
+            finally:
+                Image.MAX_IMAGE_PIXELS = limit
+    except ImageError:
+        raise
+    except (OSError, ValueError, SyntaxError, UnidentifiedImageError, struct.error) as exc:
+        raise ImageError(f"cannot read image {path}: {exc}") from exc
+    _check_size(path, width, height, max_pixels)
+    return height, width, channels
+
+
 def _check_size(path: Path, width: int, height: int, max_pixels: int) -> None:
     if width <= 0 or height <= 0:
         raise ImageError(f"{path.name} has no pixels ({width}x{height})")
@@ -186,9 +212,7 @@ def _read_tiff(path: Path, max_pixels: int) -> LoadedImage:
         height, width = page.imagelength, page.imagewidth
         _check_size(path, width, height, max_pixels)
         array = page.asarray()
-        icc = page.tags.valueof("InterColorProfile")
-        orientation = int(page.tags.valueof("Orientation") or 1)
-        geotiff = {code: page.tags[code].value for code in GEOTIFF_TAGS if code in page.tags}
+        icc, orientation, geotiff = tiff_metadata(page)
     if axes.startswith("S"):  # planar: samples first
         array = np.moveaxis(array, 0, -1)
     array = array.reshape(height, width, -1)
@@ -199,8 +223,14 @@ def _read_tiff(path: Path, max_pixels: int) -> LoadedImage:
         array = np.clip(np.nan_to_num(array.astype(np.float32)), 0, 1)
     elif array.dtype not in (np.uint8, np.uint16):
         raise ImageError(f"{path.name} holds {array.dtype} samples; expected 8- or 16-bit integers or floats")
-    return LoadedImage(_upright(array, orientation), bit_depth, "tiff", bytes(icc) if icc else None,
-                       geotiff=geotiff or None)
+    return LoadedImage(_upright(array, orientation), bit_depth, "tiff", icc, geotiff=geotiff)
+
+
+def tiff_metadata(page) -> tuple[bytes | None, int, dict[int, tuple] | None]:
+    """A TIFF page's ICC profile, orientation and GeoTIFF tags."""
+    icc = page.tags.valueof("InterColorProfile")
+    geotiff = {code: page.tags[code].value for code in GEOTIFF_TAGS if code in page.tags}
+    return (bytes(icc) if icc else None), int(page.tags.valueof("Orientation") or 1), geotiff or None
 
 
 def _upright(array: np.ndarray, orientation: int) -> np.ndarray:

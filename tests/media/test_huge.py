@@ -64,3 +64,33 @@ def test_command_line_streams_and_keeps_the_geotiff(tmp_path: Path, capsys: pyte
     assert main(["upscale", str(source), "-o", str(tmp_path / "small.tif"), "-m", "realesr-animevideov3"]) == 0
     with tifffile.TiffFile(tmp_path / "small.tif") as tif:  # the in-memory path keeps GeoTIFF too
         assert tif.pages.first.tags[33550].value == (7.5, 7.5, 0.0)
+
+
+@pytest.mark.parametrize("layout", [{"tile": (32, 48)}, {"rowsperstrip": 7}])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_tiffs_are_read_by_windows(tmp_path: Path, layout: dict, dtype) -> None:
+    """Only the tiles or strips a band of rows touches are decoded; any band equals the same rows of a full read."""
+    from realesr_core.media.huge import TiffRows
+
+    pixels = np.random.default_rng(3).integers(0, np.iinfo(dtype).max, (101, 75, 3)).astype(dtype)
+    tifffile.imwrite(tmp_path / "scene.tif", pixels, photometric="rgb", compression="zlib", **layout)
+    assert TiffRows.suits(tmp_path / "scene.tif")
+    rows = TiffRows(tmp_path / "scene.tif")
+    try:
+        for first, end in ((0, 101), (0, 1), (5, 40), (31, 33), (60, 101), (100, 101)):
+            assert np.array_equal(rows[first:end], pixels[first:end])
+    finally:
+        rows.close()
+
+
+def test_streaming_from_windows_equals_the_in_memory_result(compact, tmp_path: Path) -> None:
+    from realesr_core.media.huge import open_for_streaming
+
+    pixels = photo(80)[:70]
+    tifffile.imwrite(tmp_path / "scene.tif", pixels, photometric="rgb", compression="zlib", tile=(32, 32))
+    loaded = open_for_streaming(tmp_path / "scene.tif", 10**6)
+    assert not isinstance(loaded.pixels, np.ndarray)  # read by windows
+    options = dict(tile=24, overlap=8, blend=4, precision="fp32")
+    path = upscale_to_tiff(compact, loaded, tmp_path / "big.tif", UpscaleOptions(**options))
+    expected = to_pixels(upscale(compact, read_image(tmp_path / "scene.tif").tensor, **options).image, 8)
+    assert np.array_equal(tifffile.imread(path), expected)
