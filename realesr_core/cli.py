@@ -57,7 +57,7 @@ def output_path(source: Path, output: str | None, several: bool, scale_label: st
 
 
 class ProgressBar:
-    """A one-line tile counter on stderr, shown for work that takes more than a moment."""
+    """A one-line counter on stderr with the rate and the time left, shown for work that takes more than a moment."""
 
     def __init__(self, label: str, unit: str = "tiles") -> None:
         self.label, self.unit = label, unit
@@ -65,13 +65,16 @@ class ProgressBar:
         self.shown = False
 
     def __call__(self, done: int, total: int) -> None:
-        if time.perf_counter() - self.started < 1.0 and not self.shown:
+        elapsed = time.perf_counter() - self.started
+        if elapsed < 1.0 and not self.shown:
             return
         self.shown = True
         width = 30
         filled = width * done // max(total, 1)
-        print(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} {self.unit}", end="",
-              file=sys.stderr, flush=True)
+        rate = done / max(elapsed, 1e-9)
+        left = (total - done) / rate if rate > 0 else 0.0
+        print(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} {self.unit}, "
+              f"{rate:.1f}/s, {left:.0f} s left ", end="", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self.shown:
@@ -87,13 +90,14 @@ def cmd_upscale(args: argparse.Namespace) -> int:
                              height=args.height, device=device, compile=args.compile)
     sources = collect_inputs(args.input, READABLE_SUFFIXES + VIDEO_SUFFIXES)
     label = f"x{args.outscale:g}" if args.outscale else ("resized" if args.width or args.height else f"x{model.scale}")
-    failures = 0
+    failed: list[Path] = []
     video = VideoOptions(codec=args.codec, crf=args.crf, preset=args.preset,
                          bit_depth=None if args.video_bits == "auto" else int(args.video_bits),
                          skip_duplicates=args.skip_duplicates, resume=args.resume)
     for source in sources:
         if source.suffix.lower() in VIDEO_SUFFIXES:
-            failures += not _upscale_one_video(model, source, args, options, video, label, len(sources) > 1)
+            if not _upscale_one_video(model, source, args, options, video, label, len(sources) > 1):
+                failed.append(source)
             continue
         try:
             height, width, channels = image_shape(source, args.max_pixels)
@@ -118,12 +122,14 @@ def cmd_upscale(args: argparse.Namespace) -> int:
             finally:
                 bar.close()
         except RealESRError as exc:
-            failures += 1
+            failed.append(source)
             print(f"realesr: error: {source}: {exc}", file=sys.stderr)
             continue
         print(f"{source} ({width}x{height}) -> {target} ({bits}-bit) with {model.name or model.source}: "
               f"{time.perf_counter() - started:.1f} s, {summary}")
-    return 1 if failures else 0
+    if failed and len(sources) > 1:
+        print(f"realesr: {len(failed)} of {len(sources)} failed: {', '.join(str(p) for p in failed)}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _upscale_one_video(model: ModelDescriptor, source: Path, args: argparse.Namespace, options: UpscaleOptions,

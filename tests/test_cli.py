@@ -152,3 +152,4 @@ def test_a_folder_of_images_and_videos_with_one_broken(tmp_path: Path, capsys: p
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["clip_x4.mp4", "still_x4.png"]
     captured = capsys.readouterr()
     assert "broken.mkv" in captured.err and "4 frames" in captured.out and "1 audio/subtitle stream(s)" in captured.out
+    assert f"1 of 3 failed: {folder / 'broken.mkv'}" in captured.err

@@ -105,6 +105,7 @@ def upscale_video(model: Any, source: str | os.PathLike, target: str | os.PathLi
                 work.finish(index, *done)
             frames, duplicates = frames + done[0], duplicates + done[1]
         if not frames:
+            work.remove()
             raise VideoError(f"{source.name} has no frames")
         copied: list[int] = []
         write_atomically(target, lambda temporary: copied.append(_join(av, source, work.parts(), temporary)))
@@ -339,10 +340,10 @@ def _scale(model: Any, options: UpscaleOptions | None) -> int:
 
 
 def _copy_streams(container: Any, output: Any, video_stream: Any, source: Path) -> dict[Any, Any]:
-    """Output streams for every audio and subtitle stream of the source, by source stream."""
+    """Output streams for every audio, subtitle and attachment (fonts) stream of the source, by source stream."""
     copied = {}
     for stream in container.streams:
-        if stream is video_stream or stream.type not in ("audio", "subtitle"):
+        if stream is video_stream or stream.type not in ("audio", "subtitle", "attachment"):
             continue
         try:
             copied[stream] = output.add_stream_from_template(stream)

@@ -45,7 +45,7 @@ def test_ten_bit_source_gives_ten_bit_output(compact, tmp_path: Path) -> None:
         assert container.streams.video[0].codec_context.pix_fmt == "yuv420p10le"
 
 
-@pytest.mark.parametrize("damage", ["truncated", "no video", "not a video"])
+@pytest.mark.parametrize("damage", ["truncated", "no video", "not a video", "no frames"])
 def test_bad_files_are_clear_errors_and_leave_nothing(compact, tmp_path: Path, damage: str) -> None:
     source = tmp_path / "in.mkv"
     if damage == "truncated":
@@ -59,6 +59,10 @@ def test_bad_files_are_clear_errors_and_leave_nothing(compact, tmp_path: Path, d
             tone.sample_rate = 22050
             for packet in [*sound.encode(tone), *sound.encode(None)]:
                 out.mux(packet)
+    elif damage == "no frames":
+        with av.open(str(source), "w") as out:
+            stream = out.add_stream("libx264", rate=12)
+            stream.width, stream.height, stream.pix_fmt = 32, 24, "yuv420p"
     else:
         source.write_text("hello")
     with pytest.raises(VideoError):
