@@ -63,6 +63,7 @@ def test_bad_files_are_clear_errors_and_leave_nothing(compact, tmp_path: Path, d
         with av.open(str(source), "w") as out:
             stream = out.add_stream("libx264", rate=12)
             stream.width, stream.height, stream.pix_fmt = 32, 24, "yuv420p"
+            out.start_encoding()  # the header, with its video stream, and not one frame
     else:
         source.write_text("hello")
     with pytest.raises(VideoError):
