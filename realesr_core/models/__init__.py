@@ -2,7 +2,7 @@
 loading / saving / blending, the ncnn reader and the bundled official weights."""
 
 from .descriptor import ModelDescriptor, describe
-from .loading import ModelSource, interpolate_models, load_model, save_model
+from .loading import ModelSource, interpolate_models, load_discriminator, load_model, save_model
 from .registry import register
 from .spec import ArchitectureSpec
 from .zoo import DEFAULT_MODEL, PRETRAINED
@@ -15,6 +15,7 @@ __all__ = [
     "ModelSource",
     "describe",
     "interpolate_models",
+    "load_discriminator",
     "load_model",
     "register",
     "save_model",

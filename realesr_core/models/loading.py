@@ -21,6 +21,8 @@ from safetensors.torch import save_file
 from ..errors import ModelLoadError
 from ..files import write_atomically
 from . import registry, zoo
+from .archs.discriminator import UNetDiscriminatorSN
+from .archs.discriminator import read_hyperparameters as read_discriminator_hyperparameters
 from .descriptor import ModelDescriptor
 from .ncnn import read_ncnn
 from .rescaled import OutputRescaled
@@ -256,3 +258,33 @@ def _load_pretrained(pretrained: zoo.PretrainedModel) -> ModelDescriptor:
         pass  # a read-only cache only costs a re-conversion next time
     descriptor.source = str(cached) if cached.exists() else descriptor.source
     return descriptor
+
+
+def load_discriminator(source: str | os.PathLike | Mapping) -> UNetDiscriminatorSN:
+    """A UNetDiscriminatorSN from a file (safetensors, or a weights-only pickle such as the official `*_netD.pth`,
+    any wrapper) or a state dict; every key and shape is checked."""
+    try:
+        if isinstance(source, Mapping):
+            state = extract_state_dict(source)
+        else:
+            path = Path(source)
+            if not path.is_file():
+                raise ModelLoadError(f"{path} is not a file")
+            if path.suffix.lower() in SAFETENSORS_SUFFIXES:
+                state = _read_safetensors(path)[0]
+            else:
+                state = extract_state_dict(_read_pickle(path))
+        if "conv0.weight" not in state or "conv9.weight" not in state:
+            sample = ", ".join(sorted(state)[:6])
+            raise ModelLoadError(f"not a UNetDiscriminatorSN (expected conv0 .. conv9 with spectral norm); found keys "
+                                 f"such as {sample}")
+        network = UNetDiscriminatorSN(**read_discriminator_hyperparameters(state))
+        _check_state(network, state, "UNetDiscriminatorSN")
+        network.load_state_dict({k: v.float() for k, v in state.items()})
+        return network
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the contract: nothing but ModelLoadError leaves a loader
+        raise ModelLoadError(f"cannot load a discriminator from {_describe(source)}: {type(exc).__name__}: {exc}") \
+            from exc
+
