@@ -1,0 +1,131 @@
+"""Losses of Real-ESRGAN's recipe: pixel (L1, Charbonnier), perceptual (VGG19), adversarial (vanilla, hinge, LS).
+
+The perceptual loss needs VGG19's ImageNet weights, which are never downloaded here: they come from torchvision's
+cache or from a file the caller names, and when neither exists the error says where to put which file. The other
+losses need no pretrained network, so a fine-tune can run without it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import RealESRError
+
+VGG19_FILE = "vgg19-dcbb9e9d.pth"  # torchvision's VGG19_Weights.IMAGENET1K_V1
+# Pre-ReLU outputs of torchvision's `vgg19().features`, and Real-ESRGAN's weights for them.
+VGG_LAYERS = {"conv1_2": (2, 0.1), "conv2_2": (7, 0.1), "conv3_4": (16, 1.0), "conv4_4": (25, 1.0), "conv5_4": (34, 1.0)}
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+GAN_KINDS = ("vanilla", "hinge", "lsgan")
+
+
+def l1_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return F.l1_loss(output, target)
+
+
+def charbonnier_loss(output: torch.Tensor, target: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """sqrt((output - target)^2 + eps), averaged: L1 with a smooth minimum."""
+    return torch.sqrt((output - target) ** 2 + eps).mean()
+
+
+def vgg19_weights_path(explicit: str | os.PathLike | None = None) -> Path:
+    """The VGG19 ImageNet weights: the file given, else torchvision's cache; a clear error when neither is there."""
+    if explicit is not None:
+        path = Path(explicit)
+        if not path.is_file():
+            raise RealESRError(f"VGG19 weights file {path} does not exist")
+        return path
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / VGG19_FILE
+    if cached.is_file():
+        return cached
+    raise RealESRError(
+        f"the perceptual loss needs VGG19's ImageNet weights ({VGG19_FILE}, 548 MB) and nothing is downloaded here: "
+        f"put the file at {cached} (torchvision's cache) or name it (vgg_weights=...); the pixel, adversarial, "
+        f"MS-SSIM and LDL losses need no pretrained network")
+
+
+def vgg19_features(weights: str | os.PathLike | Mapping | None = None) -> nn.Sequential:
+    """torchvision's VGG19 `features`, up to conv5_4, with ImageNet weights (a state dict is taken as it is)."""
+    try:
+        from torchvision.models import vgg19
+    except ImportError as exc:
+        raise RealESRError("the perceptual loss needs torchvision: pip install 'realesr[training]'") from exc
+    features = vgg19(weights=None).features[: max(index for index, _ in VGG_LAYERS.values()) + 1]
+    if isinstance(weights, Mapping):
+        state = dict(weights)
+    else:
+        state = torch.load(vgg19_weights_path(weights), map_location="cpu", weights_only=True)
+    wanted = {f"features.{key}": key for key in features.state_dict()}  # the classifier is not needed
+    missing = sorted(set(wanted) - set(state))
+    if missing:
+        raise RealESRError(f"these VGG19 weights lack {', '.join(missing[:4])}: not torchvision's vgg19 state dict")
+    features.load_state_dict({short: state[full] for full, short in wanted.items()})
+    return features
+
+
+class PerceptualLoss(nn.Module):
+    """Σ_l w_l · L1(φ_l(output), φ_l(target)) over pre-ReLU VGG19 features of ImageNet-normalised RGB in 0..1; VGG
+    frozen in eval mode and run in fp32 (also under autocast). `style_weight` adds the Gram-matrix style term."""
+
+    def __init__(self, features: nn.Sequential, layers: Mapping[str, tuple[int, float]] = VGG_LAYERS,
+                 perceptual_weight: float = 1.0, style_weight: float = 0.0) -> None:
+        super().__init__()
+        self.features = features.eval().requires_grad_(False)
+        self.layers = dict(layers)
+        self.perceptual_weight, self.style_weight = perceptual_weight, style_weight
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+
+    def train(self, mode: bool = True) -> PerceptualLoss:
+        super().train(mode)
+        self.features.eval()  # always: VGG is a fixed measure, not a network being trained
+        return self
+
+    def feature_maps(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Pre-ReLU feature maps by layer name (cloned before the in-place ReLU that follows each conv)."""
+        x = (image.float() - self.mean) / self.std
+        wanted = {index: name for name, (index, _) in self.layers.items()}
+        maps: dict[str, torch.Tensor] = {}
+        for index, layer in enumerate(self.features):
+            x = layer(x)
+            if index in wanted:
+                maps[wanted[index]] = x.clone()
+            if len(maps) == len(wanted):
+                break
+        return maps
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(output.device.type, enabled=False):
+            ours, theirs = self.feature_maps(output), self.feature_maps(target.detach())
+            loss = output.new_zeros((), dtype=torch.float32)
+            for name, (_, weight) in self.layers.items():
+                loss = loss + self.perceptual_weight * weight * F.l1_loss(ours[name], theirs[name])
+                if self.style_weight:
+                    loss = loss + self.style_weight * weight * F.l1_loss(_gram(ours[name]), _gram(theirs[name]))
+            return loss
+
+
+def _gram(features: torch.Tensor) -> torch.Tensor:
+    batch, channels, height, width = features.shape
+    flat = features.reshape(batch, channels, height * width)
+    return flat @ flat.transpose(1, 2) / (channels * height * width)
+
+
+def gan_loss(logits: torch.Tensor, real: bool, kind: str = "vanilla", for_discriminator: bool = True) -> torch.Tensor:
+    """The adversarial loss of a per-pixel logit map. vanilla: BCE with logits against ones (real) or zeros (fake);
+    lsgan: squared error against 1 / 0; hinge: the discriminator gets mean(relu(1 ∓ logits)), the generator -mean."""
+    if kind == "vanilla":
+        target = torch.ones_like(logits) if real else torch.zeros_like(logits)
+        return F.binary_cross_entropy_with_logits(logits, target)
+    if kind == "lsgan":
+        return F.mse_loss(logits, torch.full_like(logits, 1.0 if real else 0.0))
+    if kind == "hinge":
+        if not for_discriminator:
+            return -logits.mean()
+        return F.relu(1 - logits).mean() if real else F.relu(1 + logits).mean()
+    raise RealESRError(f"GAN loss must be one of {', '.join(GAN_KINDS)}, got {kind!r}")

@@ -1,0 +1,96 @@
+"""Losses: values, the perceptual loss against torchvision's VGG19 layer by layer (random weights: the ImageNet ones
+are not to be had here), and a clear error when VGG19's weights are missing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from realesr_core import RealESRError
+from realesr_core.training.losses import (
+    VGG_LAYERS,
+    PerceptualLoss,
+    charbonnier_loss,
+    gan_loss,
+    l1_loss,
+    vgg19_features,
+    vgg19_weights_path,
+)
+
+torchvision = pytest.importorskip("torchvision")
+
+
+@pytest.fixture(scope="module")
+def random_vgg() -> dict:
+    torch.manual_seed(0)
+    return torchvision.models.vgg19(weights=None).state_dict()
+
+
+@pytest.fixture(scope="module")
+def features(random_vgg: dict) -> torch.nn.Sequential:
+    return vgg19_features(random_vgg)
+
+
+def test_pixel_losses() -> None:
+    a, b = torch.zeros(1, 3, 4, 4), torch.full((1, 3, 4, 4), 0.5)
+    assert l1_loss(a, b).item() == pytest.approx(0.5)
+    assert charbonnier_loss(a, b).item() == pytest.approx(0.5)
+    assert charbonnier_loss(a, a).item() == pytest.approx(1e-6)  # sqrt(eps): smooth at zero
+
+
+def test_perceptual_features_are_torchvisions_pre_relu_outputs(random_vgg: dict, features) -> None:
+    loss = PerceptualLoss(features)
+    image = torch.rand(1, 3, 32, 32)
+    reference = torchvision.models.vgg19(weights=None)
+    reference.load_state_dict(random_vgg)
+    x = (image - loss.mean) / loss.std
+    expected = {}
+    for index, layer in enumerate(reference.features):
+        x = layer(x)
+        if isinstance(layer, torch.nn.Conv2d):
+            expected[index] = x.clone()
+    maps = loss.feature_maps(image)
+    assert set(maps) == set(VGG_LAYERS)
+    for name, (index, _) in VGG_LAYERS.items():
+        assert isinstance(reference.features[index], torch.nn.Conv2d)
+        torch.testing.assert_close(maps[name], expected[index])
+
+
+def test_perceptual_loss_trains_the_output_not_vgg_and_runs_in_fp32(features) -> None:
+    loss = PerceptualLoss(features, style_weight=1.0).train()
+    target = torch.rand(2, 3, 24, 24)
+    assert loss(target, target).item() == 0
+    output = target.clone().add_(0.1 * torch.rand_like(target)).requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        value = loss(output, target)
+    assert value.dtype == torch.float32 and value.item() > 0
+    value.backward()
+    assert output.grad is not None and all(p.grad is None for p in loss.features.parameters())
+    assert not loss.features.training
+
+
+def test_missing_vgg_weights_say_where_to_put_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  random_vgg: dict) -> None:
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    with pytest.raises(RealESRError, match=r"vgg19-dcbb9e9d\.pth.*hub/checkpoints.*need no pretrained network"):
+        vgg19_weights_path()
+    with pytest.raises(RealESRError, match="does not exist"):
+        vgg19_weights_path(tmp_path / "missing.pth")
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    only_features = {k: v for k, v in random_vgg.items() if k.startswith("features.")}  # all the loss reads
+    torch.save(only_features, tmp_path / "hub" / "checkpoints" / "vgg19-dcbb9e9d.pth")
+    assert len(vgg19_features()) == 35  # found in torchvision's cache, truncated after conv5_4
+
+
+def test_gan_losses() -> None:
+    logits = torch.tensor([[2.0, -1.0]])
+    real = torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
+    assert gan_loss(logits, True).item() == pytest.approx(real.item())
+    assert gan_loss(logits, True, "lsgan").item() == pytest.approx(((2 - 1) ** 2 + (-1 - 1) ** 2) / 2)
+    assert gan_loss(logits, True, "hinge").item() == pytest.approx((0 + 2) / 2)
+    assert gan_loss(logits, False, "hinge").item() == pytest.approx((3 + 0) / 2)
+    assert gan_loss(logits, True, "hinge", for_discriminator=False).item() == pytest.approx(-0.5)
+    with pytest.raises(RealESRError, match="GAN loss must be one of"):
+        gan_loss(logits, True, "wasserstein")
