@@ -1,4 +1,5 @@
-"""Losses of Real-ESRGAN's recipe: pixel (L1, Charbonnier), perceptual (VGG19), adversarial (vanilla, hinge, LS).
+"""Losses of Real-ESRGAN's recipe: pixel (L1, Charbonnier), perceptual (VGG19), adversarial (vanilla, hinge, LS),
+and LDL's artifact-weighted L1 (Liang et al. 2022) that later community recipes add.
 
 The perceptual loss needs VGG19's ImageNet weights, which are never downloaded here: they come from torchvision's
 cache or from a file the caller names, and when neither exists the error says where to put which file. The other
@@ -129,3 +130,24 @@ def gan_loss(logits: torch.Tensor, real: bool, kind: str = "vanilla", for_discri
             return -logits.mean()
         return F.relu(1 - logits).mean() if real else F.relu(1 + logits).mean()
     raise RealESRError(f"GAN loss must be one of {', '.join(GAN_KINDS)}, got {kind!r}")
+
+
+def artifact_map(output: torch.Tensor, target: torch.Tensor, ema_output: torch.Tensor,
+                 window: int = 7) -> torch.Tensor:
+    """LDL's per-pixel weight: where the generator is worse than its EMA, the local variance of its error (unbiased,
+    `window`² reflect-padded) times the image's error variance^(1/5); zero where it is as good as the EMA. Detached."""
+    with torch.no_grad():
+        residual = (target - output).abs().sum(1, keepdim=True).float()
+        residual_ema = (target - ema_output).abs().sum(1, keepdim=True).float()
+        image_weight = residual.var(dim=(1, 2, 3), keepdim=True) ** 0.2
+        pad = window // 2
+        patches = F.unfold(F.pad(residual, (pad, pad, pad, pad), mode="reflect"), window)
+        local_variance = patches.var(dim=1).view_as(residual)
+        return torch.where(residual < residual_ema, 0.0, image_weight * local_variance)
+
+
+def ldl_loss(output: torch.Tensor, target: torch.Tensor, ema_output: torch.Tensor, window: int = 7) -> torch.Tensor:
+    """L1 between artifact-weighted output and target: pushes only where the output has unstable, artifact-like
+    error that the smoother EMA generator does not."""
+    weight = artifact_map(output, target, ema_output, window)
+    return F.l1_loss(output * weight, target * weight)

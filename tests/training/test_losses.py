@@ -12,9 +12,11 @@ from realesr_core import RealESRError
 from realesr_core.training.losses import (
     VGG_LAYERS,
     PerceptualLoss,
+    artifact_map,
     charbonnier_loss,
     gan_loss,
     l1_loss,
+    ldl_loss,
     vgg19_features,
     vgg19_weights_path,
 )
@@ -94,3 +96,39 @@ def test_gan_losses() -> None:
     assert gan_loss(logits, True, "hinge", for_discriminator=False).item() == pytest.approx(-0.5)
     with pytest.raises(RealESRError, match="GAN loss must be one of"):
         gan_loss(logits, True, "wasserstein")
+
+
+def _local_variance_by_loop(residual: torch.Tensor, window: int) -> torch.Tensor:
+    pad = window // 2
+    padded = torch.nn.functional.pad(residual, (pad, pad, pad, pad), mode="reflect")
+    out = torch.empty_like(residual)
+    for y in range(residual.shape[-2]):
+        for x in range(residual.shape[-1]):
+            out[..., y, x] = padded[..., y:y + window, x:x + window].flatten(-2).var(dim=-1)
+    return out
+
+
+def test_artifact_map_is_local_variance_times_image_weight_and_zero_where_ema_is_worse() -> None:
+    torch.manual_seed(0)
+    target = torch.rand(2, 3, 9, 11)
+    output = target + 0.2 * torch.randn_like(target)
+    ema_output = target + 0.2 * torch.randn_like(target)
+    weight = artifact_map(output, target, ema_output, window=5)
+    residual = (target - output).abs().sum(1, keepdim=True)
+    expected = residual.var(dim=(1, 2, 3), keepdim=True) ** 0.2 * _local_variance_by_loop(residual, 5)
+    better_than_ema = residual < (target - ema_output).abs().sum(1, keepdim=True)
+    expected[better_than_ema] = 0
+    assert weight.shape == (2, 1, 9, 11)
+    assert 0 < better_than_ema.sum() < better_than_ema.numel()
+    torch.testing.assert_close(weight, expected)
+
+
+def test_ldl_loss_pushes_only_where_output_is_worse_than_ema() -> None:
+    torch.manual_seed(1)
+    target = torch.rand(1, 3, 16, 16)
+    output = (target + 0.3 * torch.randn_like(target)).requires_grad_(True)
+    assert ldl_loss(output, target, ema_output=target).item() > 0  # a perfect EMA: every error counts
+    perfect = ldl_loss(target.clone().requires_grad_(True), target, ema_output=output.detach())
+    assert perfect.item() == 0
+    ldl_loss(output, target, ema_output=target).backward()
+    assert output.grad is not None and output.grad.abs().sum() > 0

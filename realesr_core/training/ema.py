@@ -1,0 +1,31 @@
+"""The exponential moving average of a generator, which Real-ESRGAN trains with (decay 0.999) and ships: the EMA
+weights are the ones saved as `params_ema`, and LDL's loss compares against its output."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+
+class ModelEMA:
+    """A frozen copy of `model` whose floating parameters and buffers follow it: ema = decay·ema + (1-decay)·model."""
+
+    def __init__(self, model: nn.Module, decay: float = 0.999) -> None:
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"EMA decay must be in [0, 1), got {decay}")
+        self.decay = decay
+        self.module = copy.deepcopy(model).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        ours = self.module.state_dict()
+        for key, value in model.state_dict().items():
+            if value.is_floating_point():
+                ours[key].lerp_(value.detach(), 1.0 - self.decay)
+            else:
+                ours[key].copy_(value)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.module.state_dict()
