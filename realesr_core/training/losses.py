@@ -1,5 +1,5 @@
 """Losses of Real-ESRGAN's recipe: pixel (L1, Charbonnier), perceptual (VGG19), adversarial (vanilla, hinge, LS),
-and LDL's artifact-weighted L1 (Liang et al. 2022) that later community recipes add.
+MS-SSIM, and LDL's artifact-weighted L1 (Liang et al. 2022): the two that later community recipes add.
 
 The perceptual loss needs VGG19's ImageNet weights, which are never downloaded here: they come from torchvision's
 cache or from a file the caller names, and when neither exists the error says where to put which file. The other
@@ -23,6 +23,9 @@ VGG19_FILE = "vgg19-dcbb9e9d.pth"  # torchvision's VGG19_Weights.IMAGENET1K_V1
 VGG_LAYERS = {"conv1_2": (2, 0.1), "conv2_2": (7, 0.1), "conv3_4": (16, 1.0), "conv4_4": (25, 1.0), "conv5_4": (34, 1.0)}
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 GAN_KINDS = ("vanilla", "hinge", "lsgan")
+# Wang et al. 2003: five scales, an 11-px Gaussian window of sigma 1.5, K1 = 0.01, K2 = 0.03 for data range 1.
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+SSIM_WINDOW, SSIM_SIGMA, SSIM_C1, SSIM_C2 = 11, 1.5, 0.01 ** 2, 0.03 ** 2
 
 
 def l1_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -130,6 +133,43 @@ def gan_loss(logits: torch.Tensor, real: bool, kind: str = "vanilla", for_discri
             return -logits.mean()
         return F.relu(1 - logits).mean() if real else F.relu(1 + logits).mean()
     raise RealESRError(f"GAN loss must be one of {', '.join(GAN_KINDS)}, got {kind!r}")
+
+
+def _ssim_terms(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image, per-channel SSIM and its contrast-structure term, over the valid Gaussian-weighted windows."""
+    coords = torch.arange(SSIM_WINDOW, device=x.device, dtype=x.dtype) - SSIM_WINDOW // 2
+    taps = torch.exp(-coords ** 2 / (2 * SSIM_SIGMA ** 2))
+    taps = (taps / taps.sum()).repeat(x.shape[1], 1, 1)
+
+    def blur(image: torch.Tensor) -> torch.Tensor:  # separable, depthwise, no padding
+        image = F.conv2d(image, taps.unsqueeze(2), groups=x.shape[1])
+        return F.conv2d(image, taps.unsqueeze(3), groups=x.shape[1])
+
+    mean_x, mean_y = blur(x), blur(y)
+    var_x = blur(x * x) - mean_x ** 2
+    var_y = blur(y * y) - mean_y ** 2
+    cov = blur(x * y) - mean_x * mean_y
+    contrast_structure = (2 * cov + SSIM_C2) / (var_x + var_y + SSIM_C2)
+    luminance = (2 * mean_x * mean_y + SSIM_C1) / (mean_x ** 2 + mean_y ** 2 + SSIM_C1)
+    return (luminance * contrast_structure).mean((2, 3)), contrast_structure.mean((2, 3))
+
+
+def ms_ssim_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1 - MS-SSIM of images in 0..1 (fp32 also under autocast): contrast-structure at four scales, full SSIM at the
+    fifth, each clamped to be positive before its exponent so that the product and its gradient stay finite."""
+    smallest = SSIM_WINDOW * 2 ** (len(MS_SSIM_WEIGHTS) - 1)
+    if min(output.shape[-2:]) < smallest:
+        raise RealESRError(f"MS-SSIM needs crops of at least {smallest} px a side (five scales of an {SSIM_WINDOW}-px "
+                           f"window); got {output.shape[-2]}x{output.shape[-1]}")
+    with torch.autocast(output.device.type, enabled=False):
+        x, y = output.float(), target.float()
+        score = torch.ones(x.shape[:2], device=x.device)
+        for scale, weight in enumerate(MS_SSIM_WEIGHTS):
+            ssim, contrast_structure = _ssim_terms(x, y)
+            last = scale == len(MS_SSIM_WEIGHTS) - 1
+            score = score * (ssim if last else contrast_structure).clamp_min(1e-6) ** weight
+            x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
+        return 1 - score.mean()
 
 
 def artifact_map(output: torch.Tensor, target: torch.Tensor, ema_output: torch.Tensor,
