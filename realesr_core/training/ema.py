@@ -10,7 +10,8 @@ from torch import nn
 
 
 class ModelEMA:
-    """A frozen copy of `model` whose floating parameters and buffers follow it: ema = decay·ema + (1-decay)·model."""
+    """A frozen copy of `model` whose parameters follow it, ema = decay·ema + (1-decay)·model, as the official step
+    does; buffers (BatchNorm statistics, counters: Real-ESRGAN's generators have none) are copied as they are."""
 
     def __init__(self, model: nn.Module, decay: float = 0.999) -> None:
         if not 0.0 <= decay < 1.0:
@@ -20,12 +21,10 @@ class ModelEMA:
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
-        ours = self.module.state_dict()
-        for key, value in model.state_dict().items():
-            if value.is_floating_point():
-                ours[key].lerp_(value.detach(), 1.0 - self.decay)
-            else:
-                ours[key].copy_(value)
+        for ours, theirs in zip(self.module.parameters(), model.parameters(), strict=True):
+            ours.lerp_(theirs.detach(), 1.0 - self.decay)
+        for ours, theirs in zip(self.module.buffers(), model.buffers(), strict=True):
+            ours.copy_(theirs)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return self.module.state_dict()
