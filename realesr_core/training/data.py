@@ -1,0 +1,156 @@
+"""Training images as people have them: a folder of high-resolution images (any format our readers take, 8 or 16 bit,
+gray or RGBA), or LR/HR pairs matched by relative path. Files that cannot be used are skipped with one warning that
+lists them; a folder with nothing usable is an error before any training starts.
+
+Random draws (crop, flip) come from a generator seeded by (seed, epoch, index), so any item replays exactly."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import ImageError, RealESRError
+from ..media.images import READABLE_SUFFIXES, image_shape, read_image
+
+CROP_OR_PAD_SIDE = 400  # the official dataset crops or pads every ground truth to 400x400 before degrading it
+
+
+def _image_files(folder: Path, what: str) -> list[Path]:
+    if not folder.is_dir():
+        raise RealESRError(f"{what} folder {folder} does not exist or is not a folder")
+    return sorted(path for path in folder.rglob("*") if path.suffix.lower() in READABLE_SUFFIXES and path.is_file())
+
+
+def _warn_skipped(skipped: list[str]) -> None:
+    if skipped:
+        shown = "\n  ".join(skipped[:20]) + (f"\n  ... and {len(skipped) - 20} more" if len(skipped) > 20 else "")
+        warnings.warn(f"skipped {len(skipped)} training image(s):\n  {shown}", stacklevel=3)
+
+
+def find_training_images(folder: str | os.PathLike, min_side: int) -> list[Path]:
+    """Every readable image under `folder` (recursively) whose shorter side is at least `min_side` (the patch)."""
+    folder = Path(folder)
+    usable, skipped = [], []
+    for path in _image_files(folder, "training image"):
+        try:
+            height, width, _ = image_shape(path)
+        except ImageError as exc:
+            skipped.append(f"{path}: {exc}")
+            continue
+        if min(height, width) < min_side:
+            skipped.append(f"{path}: {width}x{height} is smaller than the {min_side}-px patch")
+        else:
+            usable.append(path)
+    _warn_skipped(skipped)
+    if not usable:
+        raise RealESRError(f"no usable training image in {folder} (recursively; {', '.join(READABLE_SUFFIXES)}, "
+                           f"shorter side at least {min_side} px)")
+    return usable
+
+
+def find_training_pairs(hr_folder: str | os.PathLike, lr_folder: str | os.PathLike, scale: int,
+                        patch: int) -> list[tuple[Path, Path]]:
+    """(low, high) files matched by relative path (suffixes may differ); every low image must be exactly high / scale
+    and the high one at least `patch` a side. A pair that breaks this is an error naming it: pairs are the user's
+    data, and silently dropping one changes what the model learns."""
+    hr_folder, lr_folder = Path(hr_folder), Path(lr_folder)
+    low_by_name = {path.relative_to(lr_folder).with_suffix(""): path for path in _image_files(lr_folder, "LR")}
+    pairs = []
+    for high in _image_files(hr_folder, "HR"):
+        name = high.relative_to(hr_folder).with_suffix("")
+        low = low_by_name.get(name)
+        if low is None:
+            raise RealESRError(f"{high} has no low-resolution partner {lr_folder / name}.* in the LR folder")
+        (high_h, high_w, _), (low_h, low_w, _) = image_shape(high), image_shape(low)
+        if (low_h * scale, low_w * scale) != (high_h, high_w):
+            raise RealESRError(f"{low} is {low_w}x{low_h} but its HR partner {high} is {high_w}x{high_h}; at scale "
+                               f"{scale} the LR image must be exactly {high_w / scale:g}x{high_h / scale:g}")
+        if min(high_h, high_w) < patch:
+            raise RealESRError(f"{high} is {high_w}x{high_h}, smaller than the {patch}-px patch")
+        pairs.append((low, high))
+    if not pairs:
+        raise RealESRError(f"no image pairs: {hr_folder} holds no image")
+    return pairs
+
+
+def load_rgb(path: Path) -> torch.Tensor:
+    """`[3, H, W]` float32 in 0..1: gray is repeated, alpha dropped (the networks train on colour)."""
+    image = read_image(path).tensor[0]
+    return image.expand(3, -1, -1).clone() if image.shape[0] == 1 else image[:3]
+
+
+def item_generator(seed: int, epoch: int, index: int) -> torch.Generator:
+    return torch.Generator().manual_seed(((seed * 1_000_003) + epoch) * 1_000_003 + index)
+
+
+def crop_or_pad(image: torch.Tensor, side: int, generator: torch.Generator) -> torch.Tensor:
+    """A random `side`² crop; a smaller image is first mirrored at its bottom and right edges (reflect-101)."""
+    if min(image.shape[-2:]) < 2:
+        raise RealESRError(f"a {image.shape[-1]}x{image.shape[-2]} image cannot be mirrored up to {side}x{side}")
+    while image.shape[-2] < side or image.shape[-1] < side:  # one mirror at most doubles a side
+        pad_h, pad_w = (min(side - size, size - 1) if size < side else 0 for size in image.shape[-2:])
+        image = F.pad(image[None], (0, pad_w, 0, pad_h), mode="reflect")[0]
+    top = int(torch.randint(image.shape[-2] - side + 1, (1,), generator=generator))
+    left = int(torch.randint(image.shape[-1] - side + 1, (1,), generator=generator))
+    return image[..., top:top + side, left:left + side]
+
+
+def random_hflip(*images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """The same horizontal flip (or none, even odds) for every image given."""
+    flip = bool(torch.rand((), generator=generator) < 0.5)
+    return tuple(image.flip(-1) if flip else image for image in images)
+
+
+def paired_random_crop(low: torch.Tensor, high: torch.Tensor, patch: int, scale: int,
+                       generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Aligned crops: a (patch / scale)² low patch and the patch² high one that it came from."""
+    if patch % scale:
+        raise RealESRError(f"the patch ({patch}) must be a multiple of the scale ({scale})")
+    low_side = patch // scale
+    top = int(torch.randint(low.shape[-2] - low_side + 1, (1,), generator=generator))
+    left = int(torch.randint(low.shape[-1] - low_side + 1, (1,), generator=generator))
+    return (low[..., top:top + low_side, left:left + low_side],
+            high[..., top * scale:(top + low_side) * scale, left * scale:(left + low_side) * scale])
+
+
+@dataclass
+class HighResolutionImages(torch.utils.data.Dataset):
+    """Ground truths for on-the-fly degradation: each image cropped or padded to 400² and maybe flipped."""
+
+    paths: list[Path]
+    seed: int = 0
+    epoch: int = 0
+    side: int = CROP_OR_PAD_SIDE
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        generator = item_generator(self.seed, self.epoch, index)
+        return random_hflip(crop_or_pad(load_rgb(self.paths[index]), self.side, generator), generator=generator)[0]
+
+
+@dataclass
+class ImagePairs(torch.utils.data.Dataset):
+    """Paired fine-tuning data: aligned random crops of (low, high) with the same flip."""
+
+    pairs: list[tuple[Path, Path]]
+    patch: int
+    scale: int
+    seed: int = 0
+    epoch: int = 0
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        generator = item_generator(self.seed, self.epoch, index)
+        low_path, high_path = self.pairs[index]
+        low, high = paired_random_crop(load_rgb(low_path), load_rgb(high_path), self.patch, self.scale, generator)
+        flipped_low, flipped_high = random_hflip(low, high, generator=generator)
+        return flipped_low, flipped_high
