@@ -118,6 +118,7 @@ PRESETS: dict[str, DegradationConfig] = {
         second_order_prob=0.0, final_sinc_prob=0.0, final_resize_modes=("bicubic",), jpeg_prob2=0.0,
     ),
 }
+PRESETS["bicubic_x2"] = PRESETS["bicubic_x4"].with_overrides(scale=2)  # fidelity training: plain bicubic x2
 
 
 def get_preset(name: str, **overrides: Any) -> DegradationConfig:

@@ -98,9 +98,11 @@ def test_keep_size_sharpened_target_and_presets(photos: torch.Tensor) -> None:
         result = degrade(photos, name, seed=1, keep_size=True, sharpen_target=True)
         assert result.degraded.shape == photos.shape, name
         assert not torch.equal(result.target, photos)
-    bicubic = degrade(photos, "bicubic_x4", seed=0, quantize=False)
-    expected = torch.nn.functional.interpolate(photos, size=(24, 24), mode="bicubic", align_corners=False)
-    assert torch.allclose(bicubic.degraded, expected.clamp(0, 1), atol=1e-6)
+    for scale in (2, 4):
+        bicubic = degrade(photos, f"bicubic_x{scale}", seed=0, quantize=False)
+        size = (photos.shape[-2] // scale, photos.shape[-1] // scale)
+        expected = torch.nn.functional.interpolate(photos, size=size, mode="bicubic", align_corners=False)
+        assert torch.allclose(bicubic.degraded, expected.clamp(0, 1), atol=1e-6), scale
 
 
 def test_overrides() -> None:
