@@ -1,0 +1,91 @@
+"""The training step: a fresh network learns (beats bicubic on a held-out photo), the GAN stage steps G and D,
+non-finite losses are skipped by name and stop training after ten in a row, and bad setups are refused."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from realesr_core import RealESRError
+from realesr_core.models.archs import SRVGGNetCompact
+from realesr_core.models.archs.discriminator import UNetDiscriminatorSN
+from realesr_core.training.step import STAGE_LOSSES, LossWeights, NonFiniteLossError, TrainingStep
+
+from helpers import photo, psnr, to_tensor
+
+TRAINING_PHOTOS = ("astronaut", "chelsea", "rocket", "immunohistochemistry")
+
+
+def _batches(patch: int, batch: int, seed: int = 0):
+    from skimage import data
+
+    images = [to_tensor(getattr(data, name)()[..., :3].copy())[0] for name in TRAINING_PHOTOS]
+    generator = torch.Generator().manual_seed(seed)
+    while True:
+        crops = []
+        for _ in range(batch):
+            image = images[int(torch.randint(len(images), (1,), generator=generator))]
+            top = int(torch.randint(image.shape[1] - patch, (1,), generator=generator))
+            left = int(torch.randint(image.shape[2] - patch, (1,), generator=generator))
+            crops.append(image[:, top:top + patch, left:left + patch])
+        yield torch.stack(crops)
+
+
+def test_a_fresh_compact_network_learns_to_beat_bicubic_on_a_held_out_photo() -> None:
+    torch.manual_seed(0)
+    step = TrainingStep(SRVGGNetCompact(num_feat=32, num_conv=8, upscale=2), "bicubic_x2", lr=1e-3, ema_decay=0.99,
+                        pool_size=16)
+    for index, ground_truths in zip(range(3000), _batches(patch=64, batch=4), strict=False):
+        step(ground_truths, index)
+    held_out = to_tensor(photo(256, "coffee", 0, 0))
+    low = F.interpolate(held_out, scale_factor=0.5, mode="bicubic", align_corners=False).clamp(0, 1)
+    low = (low * 255).round() / 255
+    bicubic = F.interpolate(low, scale_factor=2, mode="bicubic", align_corners=False).clamp(0, 1)
+    with torch.no_grad():
+        learned = step.ema.module(low).clamp(0, 1)
+    inner = (..., slice(8, -8), slice(8, -8))
+    assert psnr(learned[inner], held_out[inner], 1.0) >= psnr(bicubic[inner], held_out[inner], 1.0) + 0.5
+
+
+def test_the_gan_stage_steps_both_networks_with_d_frozen_for_g(compact) -> None:
+    torch.manual_seed(0)
+    generator = copy.deepcopy(compact.module).float()
+    discriminator = UNetDiscriminatorSN(num_feat=16)
+    step = TrainingStep(generator, "realesrgan_x4", weights=LossWeights(gan=0.1), discriminator=discriminator,
+                        pool_size=2, seed=1)
+    g_before, d_before = copy.deepcopy(generator.state_dict()), copy.deepcopy(discriminator.state_dict())
+    ground_truths = next(_batches(patch=64, batch=2))
+    logged = step(ground_truths, 0)
+    assert set(logged) == {"pixel", "gan", "d_real", "d_fake", "d_real_logit", "d_fake_logit"}
+    assert all(math.isfinite(value) for value in logged.values())
+    assert not torch.equal(g_before["body.0.weight"], generator.state_dict()["body.0.weight"])
+    assert not torch.equal(d_before["conv0.weight"], discriminator.state_dict()["conv0.weight"])
+    backward_passes_into_d = []
+    discriminator.conv0.weight.register_hook(lambda grad: backward_passes_into_d.append(grad))
+    step(ground_truths, 1)
+    assert len(backward_passes_into_d) == 2  # real and fake, separately; none from G's step, which froze D
+
+
+def test_non_finite_losses_are_skipped_by_name_and_stop_after_ten(tiny_srvgg) -> None:
+    with torch.no_grad():
+        tiny_srvgg.body[0].weight[0, 0, 0, 0] = float("nan")
+    before = copy.deepcopy(tiny_srvgg.state_dict())
+    step = TrainingStep(tiny_srvgg, "bicubic_x4", pool_size=2)
+    ground_truths = to_tensor(photo(32)).repeat(2, 1, 1, 1)
+    for index in range(9):
+        assert step(ground_truths, index) == {"skipped": "pixel"}
+    assert all(torch.allclose(value, tiny_srvgg.state_dict()[key], equal_nan=True) for key, value in before.items())
+    with pytest.raises(NonFiniteLossError, match="pixel loss was not finite 10 steps in a row"):
+        step(ground_truths, 9)
+
+
+def test_inconsistent_setups_are_refused(tiny_srvgg) -> None:
+    with pytest.raises(RealESRError, match="needs a discriminator"):
+        TrainingStep(tiny_srvgg, "bicubic_x4", weights=LossWeights(gan=0.1))
+    with pytest.raises(RealESRError, match="perceptual weight above 0"):
+        TrainingStep(tiny_srvgg, "bicubic_x4", weights=STAGE_LOSSES["gan"],
+                     discriminator=UNetDiscriminatorSN(num_feat=8))
