@@ -1,2 +1,2 @@
-"""Training and fine-tuning (the discriminator, losses, data and the two-stage recipe) will live here; the
-training issue fills this package. It builds on `models/` (networks, loading) and `degradation/` (pairs on the fly)."""
+"""Training and fine-tuning: losses, EMA, the training-pair pool, data, and one iteration of the official recipe
+(`step`). Builds on `models/` (networks, the discriminator, loading) and `degradation/` (pairs made on the fly)."""
