@@ -84,6 +84,29 @@ class TrainingStep:
         self.skipped_in_a_row = 0
         return logged
 
+    def state_dict(self) -> dict:
+        """Everything that decides the next steps (degradation draws are seeded by step): resuming from it is exact."""
+        state = {"generator": self.generator.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "ema": self.ema.state_dict(), "pool": self.pool.state_dict(),
+                 "skipped_in_a_row": self.skipped_in_a_row}
+        if self.discriminator is not None:
+            state["discriminator"] = self.discriminator.state_dict()
+            state["discriminator_optimizer"] = self.discriminator_optimizer.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        if ("discriminator" in state) != (self.discriminator is not None):
+            raise RealESRError("this training state is from a run " + ("with" if "discriminator" in state else
+                               "without") + " a discriminator; resume it with the same stage")
+        self.generator.load_state_dict(state["generator"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.ema.module.load_state_dict(state["ema"])
+        self.pool.load_state_dict(state["pool"])
+        self.skipped_in_a_row = int(state["skipped_in_a_row"])
+        if self.discriminator is not None:
+            self.discriminator.load_state_dict(state["discriminator"])
+            self.discriminator_optimizer.load_state_dict(state["discriminator_optimizer"])
+
     def _generator_losses(self, low: torch.Tensor, output: torch.Tensor,
                           target: torch.Tensor) -> dict[str, torch.Tensor]:
         w, losses = self.weights, {}

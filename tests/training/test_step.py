@@ -4,6 +4,7 @@ non-finite losses are skipped by name and stop training after ten in a row, and 
 from __future__ import annotations
 
 import copy
+import io
 import math
 
 import pytest
@@ -89,3 +90,33 @@ def test_inconsistent_setups_are_refused(tiny_srvgg) -> None:
     with pytest.raises(RealESRError, match="perceptual weight above 0"):
         TrainingStep(tiny_srvgg, "bicubic_x4", weights=STAGE_LOSSES["gan"],
                      discriminator=UNetDiscriminatorSN(num_feat=8))
+
+
+def test_resuming_from_the_state_is_bit_identical_to_an_uninterrupted_run(compact) -> None:
+    def fresh_step() -> TrainingStep:
+        torch.manual_seed(0)
+        return TrainingStep(copy.deepcopy(compact.module).float(), "realesrgan_x4", weights=LossWeights(gan=0.1),
+                            discriminator=UNetDiscriminatorSN(num_feat=8), pool_size=4, seed=5)
+
+    batches = [batch for _, batch in zip(range(6), _batches(patch=32, batch=2, seed=3), strict=False)]
+    uninterrupted = fresh_step()
+    for index, ground_truths in enumerate(batches):
+        uninterrupted(ground_truths, index)
+    first_half = fresh_step()
+    for index, ground_truths in enumerate(batches[:3]):
+        first_half(ground_truths, index)
+    saved = io.BytesIO()
+    torch.save(first_half.state_dict(), saved)
+    saved.seek(0)
+    resumed = fresh_step()
+    torch.manual_seed(123)  # nothing may depend on the global RNG
+    resumed.load_state_dict(torch.load(saved, weights_only=True))
+    for index, ground_truths in enumerate(batches[3:], start=3):
+        resumed(ground_truths, index)
+    for name, ours, theirs in (("generator", resumed.generator, uninterrupted.generator),
+                               ("ema", resumed.ema.module, uninterrupted.ema.module),
+                               ("discriminator", resumed.discriminator, uninterrupted.discriminator)):
+        for key, value in theirs.state_dict().items():
+            assert torch.equal(ours.state_dict()[key], value), (name, key)
+    with pytest.raises(RealESRError, match="with a discriminator; resume it with the same stage"):
+        TrainingStep(copy.deepcopy(compact.module).float(), "realesrgan_x4").load_state_dict(first_half.state_dict())
