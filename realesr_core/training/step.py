@@ -46,7 +46,8 @@ class TrainingStep:
     def __init__(self, generator: nn.Module, degradation: DegradationConfig | str, *,
                  weights: LossWeights = STAGE_LOSSES["net"], discriminator: nn.Module | None = None,
                  perceptual: PerceptualLoss | None = None, lr: float = 2e-4, discriminator_lr: float = 1e-4,
-                 ema_decay: float = 0.999, pool_size: int = 180, gan_kind: str = "vanilla", seed: int = 0) -> None:
+                 ema_decay: float = 0.999, pool_size: int = 180, gan_kind: str = "vanilla", seed: int = 0,
+                 milestones: tuple[int, ...] = (), gamma: float = 0.5) -> None:
         self.config = get_preset(degradation) if isinstance(degradation, str) else degradation
         if (weights.gan > 0) != (discriminator is not None):
             raise RealESRError("a GAN weight above 0 needs a discriminator, and a discriminator needs a GAN weight")
@@ -58,6 +59,9 @@ class TrainingStep:
         self.optimizer = torch.optim.Adam(generator.parameters(), lr=lr, betas=(0.9, 0.99))
         self.discriminator_optimizer = (torch.optim.Adam(discriminator.parameters(), lr=discriminator_lr,
                                                          betas=(0.9, 0.99)) if discriminator is not None else None)
+        # MultiStep, stepped once per trained step (the official milestone equals the run's length: a constant LR)
+        self.schedulers = [torch.optim.lr_scheduler.MultiStepLR(optimizer, list(milestones), gamma)
+                           for optimizer in (self.optimizer, self.discriminator_optimizer) if optimizer is not None]
         self.ema = ModelEMA(generator, ema_decay)
         self.pool = TrainingPairPool(pool_size, torch.Generator().manual_seed(seed))
         self.skipped_in_a_row = 0
@@ -73,6 +77,7 @@ class TrainingStep:
         losses = self._generator_losses(low, output, target)
         logged = {name: loss.item() for name, loss in losses.items()}
         bad = next((name for name, value in logged.items() if not math.isfinite(value)), None)
+        logged["lr"] = self.optimizer.param_groups[0]["lr"]
         if bad is not None:
             return self._skip(bad)
         self.optimizer.zero_grad(set_to_none=True)
@@ -81,6 +86,8 @@ class TrainingStep:
         if self.discriminator is not None:
             logged.update(self._discriminator_step(clean, output.detach().clone()))
         self.ema.update(self.generator)
+        for scheduler in self.schedulers:
+            scheduler.step()
         self.skipped_in_a_row = 0
         return logged
 
@@ -88,6 +95,7 @@ class TrainingStep:
         """Everything that decides the next steps (degradation draws are seeded by step): resuming from it is exact."""
         state = {"generator": self.generator.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "ema": self.ema.state_dict(), "pool": self.pool.state_dict(),
+                 "schedulers": [scheduler.state_dict() for scheduler in self.schedulers],
                  "skipped_in_a_row": self.skipped_in_a_row}
         if self.discriminator is not None:
             state["discriminator"] = self.discriminator.state_dict()
@@ -102,6 +110,8 @@ class TrainingStep:
         self.optimizer.load_state_dict(state["optimizer"])
         self.ema.module.load_state_dict(state["ema"])
         self.pool.load_state_dict(state["pool"])
+        for scheduler, scheduler_state in zip(self.schedulers, state["schedulers"], strict=True):
+            scheduler.load_state_dict(scheduler_state)
         self.skipped_in_a_row = int(state["skipped_in_a_row"])
         if self.discriminator is not None:
             self.discriminator.load_state_dict(state["discriminator"])

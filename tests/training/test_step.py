@@ -61,7 +61,7 @@ def test_the_gan_stage_steps_both_networks_with_d_frozen_for_g(compact) -> None:
     g_before, d_before = copy.deepcopy(generator.state_dict()), copy.deepcopy(discriminator.state_dict())
     ground_truths = next(_batches(patch=64, batch=2))
     logged = step(ground_truths, 0)
-    assert set(logged) == {"pixel", "gan", "d_real", "d_fake", "d_real_logit", "d_fake_logit"}
+    assert set(logged) == {"pixel", "gan", "lr", "d_real", "d_fake", "d_real_logit", "d_fake_logit"}
     assert all(math.isfinite(value) for value in logged.values())
     assert not torch.equal(g_before["body.0.weight"], generator.state_dict()["body.0.weight"])
     assert not torch.equal(d_before["conv0.weight"], discriminator.state_dict()["conv0.weight"])
@@ -120,3 +120,13 @@ def test_resuming_from_the_state_is_bit_identical_to_an_uninterrupted_run(compac
             assert torch.equal(ours.state_dict()[key], value), (name, key)
     with pytest.raises(RealESRError, match="with a discriminator; resume it with the same stage"):
         TrainingStep(copy.deepcopy(compact.module).float(), "realesrgan_x4").load_state_dict(first_half.state_dict())
+
+
+def test_multistep_schedule_halves_both_learning_rates_at_each_milestone(tiny_srvgg) -> None:
+    step = TrainingStep(tiny_srvgg, "bicubic_x4", weights=LossWeights(gan=0.1),
+                        discriminator=UNetDiscriminatorSN(num_feat=8), lr=2e-4, discriminator_lr=1e-4, pool_size=2,
+                        milestones=(2, 3))
+    ground_truths = to_tensor(photo(32)).repeat(2, 1, 1, 1)
+    learning_rates = [step(ground_truths, index)["lr"] for index in range(4)]
+    assert learning_rates == pytest.approx([2e-4, 2e-4, 1e-4, 5e-5])
+    assert step.discriminator_optimizer.param_groups[0]["lr"] == pytest.approx(2.5e-5)
