@@ -43,12 +43,15 @@ class TrainingStep:
     """Holds what one iteration needs (networks, optimisers, EMA, pool, losses) and runs it on a batch of ground
     truths. Needs a discriminator exactly when the GAN weight is above 0, a perceptual loss when its weight is."""
 
-    def __init__(self, generator: nn.Module, degradation: DegradationConfig | str, *,
+    def __init__(self, generator: nn.Module, degradation: DegradationConfig | str | None, *,
                  weights: LossWeights = STAGE_LOSSES["net"], discriminator: nn.Module | None = None,
                  perceptual: PerceptualLoss | None = None, lr: float = 2e-4, discriminator_lr: float = 1e-4,
                  ema_decay: float = 0.999, pool_size: int = 180, gan_kind: str = "vanilla", seed: int = 0,
-                 milestones: tuple[int, ...] = (), gamma: float = 0.5) -> None:
+                 milestones: tuple[int, ...] = (), gamma: float = 0.5, sharpen_targets: bool | None = None) -> None:
         self.config = get_preset(degradation) if isinstance(degradation, str) else degradation
+        # the official recipe trains on USM-sharpened targets, unless the preset says not to (bicubic fidelity)
+        self.sharpen_targets = (sharpen_targets if sharpen_targets is not None
+                                else self.config is None or self.config.sharpen_input)
         if (weights.gan > 0) != (discriminator is not None):
             raise RealESRError("a GAN weight above 0 needs a discriminator, and a discriminator needs a GAN weight")
         if weights.perceptual > 0 and perceptual is None:
@@ -66,11 +69,17 @@ class TrainingStep:
         self.pool = TrainingPairPool(pool_size, torch.Generator().manual_seed(seed))
         self.skipped_in_a_row = 0
 
-    def __call__(self, ground_truths: torch.Tensor, step: int) -> dict[str, float]:
-        """Trains on `[B, 3, P, P]` ground truths in 0..1; the logged values (or `skipped`, naming the loss)."""
-        degraded = degrade(ground_truths, self.config, seed=self.seed * 1_000_003 + step).degraded
-        low, clean = self.pool.exchange(degraded, ground_truths.float())
-        target = ops.on_colour(clean, ops.usm_sharpen) if self.config.sharpen_input else clean
+    def __call__(self, ground_truths: torch.Tensor, step: int, low: torch.Tensor | None = None) -> dict[str, float]:
+        """Trains on `[B, 3, P, P]` ground truths in 0..1, degraded here, or on given `low` inputs (paired data, which
+        the official recipe feeds without the pool); the logged values (or `skipped`, naming the loss)."""
+        if low is not None:
+            clean = ground_truths.float()
+        elif self.config is None:
+            raise RealESRError("a training step without a degradation preset trains on pairs: give it `low` inputs")
+        else:
+            degraded = degrade(ground_truths, self.config, seed=self.seed * 1_000_003 + step).degraded
+            low, clean = self.pool.exchange(degraded, ground_truths.float())
+        target = ops.on_colour(clean, ops.usm_sharpen) if self.sharpen_targets else clean
         if self.discriminator is not None:
             self.discriminator.requires_grad_(False)
         output = self.generator(low)

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from realesr_core import RealESRError
+from realesr_core.degradation import ops
 from realesr_core.models.archs import SRVGGNetCompact
 from realesr_core.models.archs.discriminator import UNetDiscriminatorSN
 from realesr_core.training.step import STAGE_LOSSES, LossWeights, NonFiniteLossError, TrainingStep
@@ -130,3 +131,15 @@ def test_multistep_schedule_halves_both_learning_rates_at_each_milestone(tiny_sr
     learning_rates = [step(ground_truths, index)["lr"] for index in range(4)]
     assert learning_rates == pytest.approx([2e-4, 2e-4, 1e-4, 5e-5])
     assert step.discriminator_optimizer.param_groups[0]["lr"] == pytest.approx(2.5e-5)
+
+
+def test_paired_steps_train_on_the_given_inputs_without_the_pool(tiny_srvgg) -> None:
+    high = to_tensor(photo(64)).repeat(2, 1, 1, 1)
+    low = F.interpolate(high, scale_factor=0.25, mode="area")
+    step = TrainingStep(tiny_srvgg, None, pool_size=2)
+    with torch.no_grad():
+        expected = F.l1_loss(tiny_srvgg(low), ops.on_colour(high, ops.usm_sharpen)).item()
+    assert step(high, 0, low=low)["pixel"] == pytest.approx(expected, rel=1e-5)
+    assert step.pool.filled == 0
+    with pytest.raises(RealESRError, match="give it `low` inputs"):
+        step(high, 1)
