@@ -13,6 +13,7 @@ from torch import nn
 from ..degradation import ops
 from ..degradation.pipeline import DegradationConfig, degrade, get_preset
 from ..errors import RealESRError
+from ..imaging import check_images
 from .ema import ModelEMA
 from .losses import PerceptualLoss, charbonnier_loss, gan_loss, l1_loss, ldl_loss, ms_ssim_loss
 from .pool import TrainingPairPool
@@ -72,7 +73,9 @@ class TrainingStep:
     def __call__(self, ground_truths: torch.Tensor, step: int, low: torch.Tensor | None = None) -> dict[str, float]:
         """Trains on `[B, 3, P, P]` ground truths in 0..1, degraded here, or on given `low` inputs (paired data, which
         the official recipe feeds without the pool); the logged values (or `skipped`, naming the loss)."""
+        check_images(ground_truths, (3,))
         if low is not None:
+            check_images(low, (3,))
             clean = ground_truths.float()
         elif self.config is None:
             raise RealESRError("a training step without a degradation preset trains on pairs: give it `low` inputs")
@@ -83,12 +86,15 @@ class TrainingStep:
         if self.discriminator is not None:
             self.discriminator.requires_grad_(False)
         output = self.generator(low)
+        if output.shape != target.shape:
+            raise RealESRError(f"the generator made {list(output.shape)} from inputs {list(low.shape)}, but the "
+                               f"targets are {list(target.shape)}: the inputs must be the targets divided by its scale")
         losses = self._generator_losses(low, output, target)
         logged = {name: loss.item() for name, loss in losses.items()}
         bad = next((name for name, value in logged.items() if not math.isfinite(value)), None)
-        logged["lr"] = self.optimizer.param_groups[0]["lr"]
         if bad is not None:
             return self._skip(bad)
+        logged["lr"] = self.optimizer.param_groups[0]["lr"]
         self.optimizer.zero_grad(set_to_none=True)
         sum(losses.values()).backward()
         self.optimizer.step()

@@ -143,3 +143,18 @@ def test_paired_steps_train_on_the_given_inputs_without_the_pool(tiny_srvgg) -> 
     assert step.pool.filled == 0
     with pytest.raises(RealESRError, match="give it `low` inputs"):
         step(high, 1)
+
+
+def test_bad_batches_are_clear_errors_before_any_update(tiny_srvgg) -> None:
+    step = TrainingStep(tiny_srvgg, None, pool_size=2)
+    before = copy.deepcopy(tiny_srvgg.state_dict())
+    high = to_tensor(photo(64)).repeat(2, 1, 1, 1)
+    with pytest.raises(RealESRError, match=r"made \[2, 3, 128, 128\] from inputs \[2, 3, 32, 32\], but the targets"):
+        step(high, 0, low=F.interpolate(high, scale_factor=0.5, mode="area"))  # a x2 pair for a x4 network
+    with pytest.raises(RealESRError, match="NaN"):
+        step(high, 0, low=torch.full((2, 3, 16, 16), float("nan")))
+    with pytest.raises(RealESRError, match="empty"):
+        step(high[:0], 0, low=high[:0, :, :16, :16])
+    with pytest.raises(RealESRError, match=r"expected 3 \(RGB\) channels, got 4"):
+        TrainingStep(tiny_srvgg, "bicubic_x4", pool_size=2)(torch.rand(2, 4, 32, 32), 0)
+    assert all(torch.equal(value, tiny_srvgg.state_dict()[key]) for key, value in before.items())
