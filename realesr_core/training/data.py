@@ -95,9 +95,15 @@ def crop_or_pad(image: torch.Tensor, side: int, generator: torch.Generator) -> t
     while image.shape[-2] < side or image.shape[-1] < side:  # one mirror at most doubles a side
         pad_h, pad_w = (min(side - size, size - 1) if size < side else 0 for size in image.shape[-2:])
         image = F.pad(image[None], (0, pad_w, 0, pad_h), mode="reflect")[0]
+    top, left = _random_corner(image, side, generator)
+    return image[..., top:top + side, left:left + side]
+
+
+def _random_corner(image: torch.Tensor, side: int, generator: torch.Generator) -> tuple[int, int]:
+    """Top-left corner of a uniformly placed `side`² window."""
     top = int(torch.randint(image.shape[-2] - side + 1, (1,), generator=generator))
     left = int(torch.randint(image.shape[-1] - side + 1, (1,), generator=generator))
-    return image[..., top:top + side, left:left + side]
+    return top, left
 
 
 def random_hflip(*images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
@@ -112,8 +118,7 @@ def paired_random_crop(low: torch.Tensor, high: torch.Tensor, patch: int, scale:
     if patch % scale:
         raise RealESRError(f"the patch ({patch}) must be a multiple of the scale ({scale})")
     low_side = patch // scale
-    top = int(torch.randint(low.shape[-2] - low_side + 1, (1,), generator=generator))
-    left = int(torch.randint(low.shape[-1] - low_side + 1, (1,), generator=generator))
+    top, left = _random_corner(low, low_side, generator)
     return (low[..., top:top + low_side, left:left + low_side],
             high[..., top * scale:(top + low_side) * scale, left * scale:(left + low_side) * scale])
 
