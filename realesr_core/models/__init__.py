@@ -2,7 +2,7 @@
 loading / saving / blending, the ncnn reader and the bundled official weights."""
 
 from .descriptor import ModelDescriptor, describe
-from .loading import ModelSource, interpolate_models, load_discriminator, load_model, save_model
+from .loading import ModelSource, interpolate_models, load_discriminator, load_model, new_model, save_model
 from .registry import register
 from .spec import ArchitectureSpec
 from .zoo import DEFAULT_MODEL, PRETRAINED
@@ -17,6 +17,7 @@ __all__ = [
     "interpolate_models",
     "load_discriminator",
     "load_model",
+    "new_model",
     "register",
     "save_model",
 ]

@@ -129,6 +129,24 @@ def _from_state_dict(
     network = _build(spec, hyperparameters)
     _check_state(network, state, spec.name)
     network.load_state_dict({k: v.float() for k, v in state.items()})
+    return _describe_network(network, spec, hyperparameters, source=source, name=name, output_rescale=output_rescale)
+
+
+def new_model(architecture: str, **hyperparameters: Any) -> ModelDescriptor:
+    """A freshly initialised network (to train from scratch): `architecture` is a registered name or alias, and
+    `scale=` works for every family."""
+    spec = registry.get_spec(architecture)
+    if "scale" in hyperparameters and spec.scale_keyword != "scale":
+        hyperparameters[spec.scale_keyword] = hyperparameters.pop("scale")
+    network = _build(spec, hyperparameters)
+    # the full keyword set, as loading a saved copy reads it back (given ones win: some are not in the weights)
+    complete = {**spec.read_hyperparameters(network.state_dict()), **hyperparameters}
+    label = ",".join(f"{key}={value}" for key, value in hyperparameters.items())
+    return _describe_network(network, spec, complete, source=f"new:{spec.name}:{label}", name=None)
+
+
+def _describe_network(network: torch.nn.Module, spec: ArchitectureSpec, hyperparameters: Hyperparameters, *,
+                      source: str, name: str | None, output_rescale: float | None = None) -> ModelDescriptor:
     module = OutputRescaled(network, output_rescale) if output_rescale else network
     module.eval().requires_grad_(False)
     return ModelDescriptor(

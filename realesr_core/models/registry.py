@@ -21,9 +21,14 @@ def register(spec: ArchitectureSpec) -> None:
 
 
 def get_spec(name: str) -> ArchitectureSpec:
-    if name not in SPECS:
-        raise ModelLoadError(f"unknown architecture {name!r}; known: {', '.join(SPECS)}")
-    return SPECS[name]
+    """The spec named `name` exactly, or by any case of its name or one of its aliases."""
+    if name in SPECS:
+        return SPECS[name]
+    for spec in SPECS.values():
+        if name.lower() in (spec.name.lower(), *spec.aliases):
+            return spec
+    known = ", ".join(f"{spec.name} ({', '.join(spec.aliases)})" if spec.aliases else spec.name for spec in SPECS.values())
+    raise ModelLoadError(f"unknown architecture {name!r}; known: {known}")
 
 
 def canonicalize(state: StateDict) -> StateDict:

@@ -37,7 +37,8 @@ class ArchitectureSpec:
     ModelLoadError when the keys match but the shapes make no network. canonicalize: maps this family's foreign key
     layouts onto the canonical keys and returns any other state dict unchanged. tags: short labels for loaders'
     lists. size_multiple: what input height and width must be a multiple of. expected_keys: named in the error for
-    an unrecognised model.
+    an unrecognised model. aliases: other names `get_spec` accepts (any case). scale_keyword: the constructor's
+    keyword for the scale, so `scale=` works for every family in `new_model`.
     """
 
     name: str
@@ -50,6 +51,8 @@ class ArchitectureSpec:
     size_multiple: Callable[[Hyperparameters], int] = _no_size_requirement
     supports_fp16: bool = True
     supports_bf16: bool = True
+    aliases: tuple[str, ...] = ()
+    scale_keyword: str = "scale"
 
 
 def tensor_shape(state: StateDict, key: str, ndim: int) -> tuple[int, ...]:

@@ -1,19 +1,27 @@
-"""One iteration of Real-ESRGAN's recipe, in the official order: degrade ground truths on the device, trade them
-through the pair pool, sharpen the targets, step G on its weighted losses with D frozen, then step D with separate real
-and fake backward passes, then the EMA. A step whose loss is not finite is skipped and the loss is named."""
+"""One iteration of Real-ESRGAN's recipe, in the official order: degrade ground truths on the device, crop the pairs
+to the patch, trade them through the pair pool, sharpen the targets, step G on its weighted losses with D frozen, then
+step D with separate real and fake backward passes, then the EMA. A step whose loss is not finite is skipped and the
+loss is named.
+
+Under torch.distributed (torchrun) G and D train as DistributedDataParallel; the EMA, the pool and the degradation
+draws stay per process, and each rank draws from its own seed."""
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from ..degradation import ops
 from ..degradation.pipeline import DegradationConfig, degrade, get_preset
 from ..errors import RealESRError
 from ..imaging import check_images
+from .data import paired_random_crop
 from .ema import ModelEMA
 from .losses import PerceptualLoss, charbonnier_loss, gan_loss, l1_loss, ldl_loss, ms_ssim_loss
 from .pool import TrainingPairPool
@@ -42,13 +50,20 @@ class NonFiniteLossError(RealESRError):
 
 class TrainingStep:
     """Holds what one iteration needs (networks, optimisers, EMA, pool, losses) and runs it on a batch of ground
-    truths. Needs a discriminator exactly when the GAN weight is above 0, a perceptual loss when its weight is."""
+    truths. Needs a discriminator exactly when the GAN weight is above 0, a perceptual loss when its weight is.
+
+    `patch`: degraded pairs are cropped to it (one random place per batch, as the official step does after degrading
+    400² ground truths). `accumulate`: the batch runs as that many micro-batches whose gradients add up to the whole
+    batch's (less memory, same update). `amp_dtype`: autocast's dtype (fp16 brings a GradScaler). `grad_clip`: the
+    largest gradient norm of each network (0: no clipping)."""
 
     def __init__(self, generator: nn.Module, degradation: DegradationConfig | str | None, *,
                  weights: LossWeights = STAGE_LOSSES["net"], discriminator: nn.Module | None = None,
                  perceptual: PerceptualLoss | None = None, lr: float = 2e-4, discriminator_lr: float = 1e-4,
                  ema_decay: float = 0.999, pool_size: int = 180, gan_kind: str = "vanilla", seed: int = 0,
-                 milestones: tuple[int, ...] = (), gamma: float = 0.5, sharpen_targets: bool | None = None) -> None:
+                 milestones: tuple[int, ...] = (), gamma: float = 0.5, sharpen_targets: bool | None = None,
+                 patch: int | None = None, accumulate: int = 1, amp_dtype: torch.dtype | None = None,
+                 grad_clip: float = 0.0, channels_last: bool = False, compile: bool = False) -> None:
         self.config = get_preset(degradation) if isinstance(degradation, str) else degradation
         # the official recipe trains on USM-sharpened targets, unless the preset says not to (bicubic fidelity)
         self.sharpen_targets = (sharpen_targets if sharpen_targets is not None
@@ -57,49 +72,61 @@ class TrainingStep:
             raise RealESRError("a GAN weight above 0 needs a discriminator, and a discriminator needs a GAN weight")
         if weights.perceptual > 0 and perceptual is None:
             raise RealESRError("a perceptual weight above 0 needs a PerceptualLoss (VGG19 weights)")
-        self.generator = generator.train().requires_grad_(True)  # loaded models come frozen for inference
+        if accumulate < 1:
+            raise RealESRError(f"accumulate must be at least 1, got {accumulate}")
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.generator = generator.train().requires_grad_(True).to(memory_format=self.memory_format)
+        if discriminator is not None:
+            discriminator.train().to(memory_format=self.memory_format)
         self.discriminator, self.perceptual = discriminator, perceptual
-        self.weights, self.gan_kind, self.seed = weights, gan_kind, seed
+        self.weights, self.gan_kind, self.seed, self.patch = weights, gan_kind, seed, patch
+        self.accumulate, self.amp_dtype, self.grad_clip = accumulate, amp_dtype, grad_clip
+        self.rank = dist.get_rank() if dist.is_initialized() else 0
+        # the networks the gradients flow through: DDP wrappers under torchrun (D's spectral-norm vectors follow
+        # identical weights on every rank, so its buffers need no broadcast), the modules themselves otherwise
+        self.generator_ddp = _distributed(self.generator, broadcast_buffers=True)
+        self.discriminator_ddp = _distributed(discriminator, broadcast_buffers=False) if discriminator else None
+        self.run_generator: Callable[[torch.Tensor], torch.Tensor] = (
+            torch.compile(self.generator_ddp) if compile else self.generator_ddp)
         self.optimizer = torch.optim.Adam(generator.parameters(), lr=lr, betas=(0.9, 0.99))
         self.discriminator_optimizer = (torch.optim.Adam(discriminator.parameters(), lr=discriminator_lr,
                                                          betas=(0.9, 0.99)) if discriminator is not None else None)
         # MultiStep, stepped once per trained step (the official milestone equals the run's length: a constant LR)
         self.schedulers = [torch.optim.lr_scheduler.MultiStepLR(optimizer, list(milestones), gamma)
                            for optimizer in (self.optimizer, self.discriminator_optimizer) if optimizer is not None]
+        device_type = next(generator.parameters()).device.type
+        self.scaler = torch.amp.GradScaler(device_type, enabled=amp_dtype == torch.float16)
         self.ema = ModelEMA(generator, ema_decay)
-        self.pool = TrainingPairPool(pool_size, torch.Generator().manual_seed(seed))
+        self.pool = TrainingPairPool(pool_size, torch.Generator().manual_seed(self._seed_for(0, "pool"))) \
+            if pool_size else None
         self.skipped_in_a_row = 0
 
     def __call__(self, ground_truths: torch.Tensor, step: int, low: torch.Tensor | None = None) -> dict[str, float]:
-        """Trains on `[B, 3, P, P]` ground truths in 0..1, degraded here, or on given `low` inputs (paired data, which
+        """Trains on `[B, 3, S, S]` ground truths in 0..1, degraded here, or on given `low` inputs (paired data, which
         the official recipe feeds without the pool); the logged values (or `skipped`, naming the loss)."""
         check_images(ground_truths, (3,))
+        if ground_truths.shape[0] % self.accumulate:
+            raise RealESRError(f"a batch of {ground_truths.shape[0]} cannot be split into {self.accumulate} "
+                               f"micro-batches: the batch must be a multiple of accumulate")
         if low is not None:
             check_images(low, (3,))
             clean = ground_truths.float()
         elif self.config is None:
             raise RealESRError("a training step without a degradation preset trains on pairs: give it `low` inputs")
         else:
-            degraded = degrade(ground_truths, self.config, seed=self.seed * 1_000_003 + step).degraded
-            low, clean = self.pool.exchange(degraded, ground_truths.float())
+            degraded = degrade(ground_truths, self.config, seed=self._seed_for(step, "degradation")).degraded
+            low, clean = self._crop(degraded, ground_truths.float(), step)
+            if self.pool is not None:
+                low, clean = self.pool.exchange(low, clean)
         target = ops.on_colour(clean, ops.usm_sharpen) if self.sharpen_targets else clean
+        low, clean, target = (x.contiguous(memory_format=self.memory_format) for x in (low, clean, target))
+        logged = self._generator_step(low, target)
+        if "skipped" in logged:
+            return logged
         if self.discriminator is not None:
-            self.discriminator.requires_grad_(False)
-        output = self.generator(low)
-        if output.shape != target.shape:
-            raise RealESRError(f"the generator made {list(output.shape)} from inputs {list(low.shape)}, but the "
-                               f"targets are {list(target.shape)}: the inputs must be the targets divided by its scale")
-        losses = self._generator_losses(low, output, target)
-        logged = {name: loss.item() for name, loss in losses.items()}
-        bad = next((name for name, value in logged.items() if not math.isfinite(value)), None)
-        if bad is not None:
-            return self._skip(bad)
-        logged["lr"] = self.optimizer.param_groups[0]["lr"]
-        self.optimizer.zero_grad(set_to_none=True)
-        sum(losses.values()).backward()
-        self.optimizer.step()
-        if self.discriminator is not None:
-            logged.update(self._discriminator_step(clean, output.detach().clone()))
+            logged.update(self._discriminator_step(clean, self._last_outputs))
+        self._last_outputs = None
+        self.scaler.update()
         self.ema.update(self.generator)
         for scheduler in self.schedulers:
             scheduler.step()
@@ -109,9 +136,9 @@ class TrainingStep:
     def state_dict(self) -> dict:
         """Everything that decides the next steps (degradation draws are seeded by step): resuming from it is exact."""
         state = {"generator": self.generator.state_dict(), "optimizer": self.optimizer.state_dict(),
-                 "ema": self.ema.state_dict(), "pool": self.pool.state_dict(),
+                 "ema": self.ema.state_dict(), "pool": self.pool.state_dict() if self.pool else None,
                  "schedulers": [scheduler.state_dict() for scheduler in self.schedulers],
-                 "skipped_in_a_row": self.skipped_in_a_row}
+                 "scaler": self.scaler.state_dict(), "skipped_in_a_row": self.skipped_in_a_row}
         if self.discriminator is not None:
             state["discriminator"] = self.discriminator.state_dict()
             state["discriminator_optimizer"] = self.discriminator_optimizer.state_dict()
@@ -124,17 +151,63 @@ class TrainingStep:
         self.generator.load_state_dict(state["generator"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.ema.module.load_state_dict(state["ema"])
-        self.pool.load_state_dict(state["pool"])
+        if self.pool is not None and state["pool"] is not None:
+            self.pool.load_state_dict(state["pool"])
         for scheduler, scheduler_state in zip(self.schedulers, state["schedulers"], strict=True):
             scheduler.load_state_dict(scheduler_state)
+        self.scaler.load_state_dict(state["scaler"])
         self.skipped_in_a_row = int(state["skipped_in_a_row"])
         if self.discriminator is not None:
             self.discriminator.load_state_dict(state["discriminator"])
             self.discriminator_optimizer.load_state_dict(state["discriminator_optimizer"])
 
+    def _seed_for(self, step: int, purpose: str) -> int:
+        """Independent, replayable draws per step, purpose and rank (ranks must not degrade alike)."""
+        offset = {"degradation": 0, "crop": 1, "pool": 2}[purpose]
+        return ((self.seed * 1_000_003 + step) * 8 + offset) * 65_537 + self.rank
+
+    def _crop(self, low: torch.Tensor, high: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.patch is None or self.patch == high.shape[-1] == high.shape[-2]:
+            return low, high
+        scale = high.shape[-1] // low.shape[-1]
+        generator = torch.Generator().manual_seed(self._seed_for(step, "crop"))
+        return paired_random_crop(low, high, self.patch, scale, generator)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        device_type = next(self.generator.parameters()).device.type
+        return torch.autocast(device_type, self.amp_dtype, enabled=self.amp_dtype is not None)
+
+    def _generator_step(self, low: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+        if self.discriminator is not None:
+            self.discriminator.requires_grad_(False)
+        self.optimizer.zero_grad(set_to_none=True)
+        totals: dict[str, float] = {}
+        outputs = []
+        for last, (low_part, target_part) in _micro_batches(self.accumulate, low, target):
+            with _no_sync(self.generator_ddp, last), self._autocast():
+                output = self.run_generator(low_part)
+                if output.shape != target_part.shape:
+                    raise RealESRError(
+                        f"the generator made {list(output.shape)} from inputs {list(low_part.shape)}, but the targets "
+                        f"are {list(target_part.shape)}: the inputs must be the targets divided by its scale")
+                losses = self._generator_losses(low_part, output, target_part)
+            values = {name: loss.item() for name, loss in losses.items()}
+            bad = next((name for name, value in values.items() if not math.isfinite(value)), None)
+            if bad is not None:
+                return self._skip(bad)
+            self.scaler.scale(sum(losses.values()) / self.accumulate).backward()
+            for name, value in values.items():
+                totals[name] = totals.get(name, 0.0) + value / self.accumulate
+            outputs.append(output.detach().float())
+        totals["lr"] = self.optimizer.param_groups[0]["lr"]
+        self._optimizer_step(self.optimizer, self.generator)
+        self._last_outputs = torch.cat(outputs).contiguous(memory_format=self.memory_format)
+        return totals
+
     def _generator_losses(self, low: torch.Tensor, output: torch.Tensor,
                           target: torch.Tensor) -> dict[str, torch.Tensor]:
         w, losses = self.weights, {}
+        output = output.float()  # losses in fp32: autocast's bf16/fp16 outputs lose the small differences
         if w.pixel:
             losses["pixel"] = w.pixel * l1_loss(output, target)
         if w.charbonnier:
@@ -145,24 +218,34 @@ class TrainingStep:
             losses["ms_ssim"] = w.ms_ssim * ms_ssim_loss(output, target)
         if w.ldl:
             with torch.no_grad():
-                ema_output = self.ema.module(low)
+                ema_output = self.ema.module(low).float()
             losses["ldl"] = w.ldl * ldl_loss(output, target, ema_output)
         if w.gan:
+            # the module itself, not its DDP wrapper: D is frozen here, so there is nothing of D's to synchronise
             losses["gan"] = w.gan * gan_loss(self.discriminator(output), True, self.gan_kind, for_discriminator=False)
         return losses
 
     def _discriminator_step(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, float]:
         self.discriminator.requires_grad_(True)
         self.discriminator_optimizer.zero_grad(set_to_none=True)
-        real_logits = self.discriminator(real)
-        real_loss = gan_loss(real_logits, True, self.gan_kind)
-        real_loss.backward()
-        fake_logits = self.discriminator(fake)
-        fake_loss = gan_loss(fake_logits, False, self.gan_kind)
-        fake_loss.backward()
-        self.discriminator_optimizer.step()
-        return {"d_real": real_loss.item(), "d_fake": fake_loss.item(),
-                "d_real_logit": real_logits.mean().item(), "d_fake_logit": fake_logits.mean().item()}
+        totals = {"d_real": 0.0, "d_fake": 0.0, "d_real_logit": 0.0, "d_fake_logit": 0.0}
+        for last, (real_part, fake_part) in _micro_batches(self.accumulate, real, fake):
+            with _no_sync(self.discriminator_ddp, last):
+                for kind, images in (("real", real_part), ("fake", fake_part)):  # separate backward passes
+                    with self._autocast():
+                        logits = self.discriminator_ddp(images).float()
+                        loss = gan_loss(logits, kind == "real", self.gan_kind)
+                    self.scaler.scale(loss / self.accumulate).backward()
+                    totals[f"d_{kind}"] += loss.item() / self.accumulate
+                    totals[f"d_{kind}_logit"] += logits.mean().item() / self.accumulate
+        self._optimizer_step(self.discriminator_optimizer, self.discriminator)
+        return totals
+
+    def _optimizer_step(self, optimizer: torch.optim.Optimizer, network: nn.Module) -> None:
+        if self.grad_clip:
+            self.scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(network.parameters(), self.grad_clip)
+        self.scaler.step(optimizer)
 
     def _skip(self, loss_name: str) -> dict[str, float | str]:
         self.optimizer.zero_grad(set_to_none=True)
@@ -171,3 +254,24 @@ class TrainingStep:
             raise NonFiniteLossError(f"the {loss_name} loss was not finite {self.skipped_in_a_row} steps in a row; "
                                      f"training stopped (lower the learning rate, or check the data for NaNs)")
         return {"skipped": loss_name}
+
+
+def _distributed(network: nn.Module, broadcast_buffers: bool) -> nn.Module:
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return network
+    device = next(network.parameters()).device
+    device_ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(network, device_ids=device_ids, broadcast_buffers=broadcast_buffers)
+
+
+def _no_sync(network: nn.Module, last: bool) -> contextlib.AbstractContextManager:
+    """DDP reduces gradients only on the last micro-batch; the others accumulate locally."""
+    if last or not isinstance(network, nn.parallel.DistributedDataParallel):
+        return contextlib.nullcontext()
+    return network.no_sync()
+
+
+def _micro_batches(count: int, *batches: torch.Tensor) -> Iterator[tuple[bool, tuple[torch.Tensor, ...]]]:
+    parts = [batch.chunk(count) for batch in batches]
+    for index in range(count):
+        yield index == count - 1, tuple(part[index] for part in parts)

@@ -302,4 +302,5 @@ SPEC = ArchitectureSpec(
     tags=tags,
     canonicalize=canonicalize,
     size_multiple=lambda hp: hp.get("unshuffle") or default_unshuffle(hp.get("scale", 4)),
+    aliases=("rrdb", "esrgan"),
 )

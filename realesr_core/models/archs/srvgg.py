@@ -105,4 +105,6 @@ SPEC = ArchitectureSpec(
     read_hyperparameters=read_hyperparameters,
     expected_keys="SRVGGNetCompact keys (body.N)",
     tags=lambda hp: [f"{hp['num_feat']}nf", f"{hp['num_conv']}nc", hp["act_type"]],
+    aliases=("srvgg", "compact"),
+    scale_keyword="upscale",
 )
