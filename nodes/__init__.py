@@ -2,10 +2,12 @@
 
 from .degradation import JPEG, Blur, Degrade, Noise, Resize, SincFilter, USMSharpen
 from .upscale import LoadModel, ModelBlend, SaveModel, Upscale
+from .video import UpscaleVideo
 
 _NODES = {
     "RealESR_LoadModel": (LoadModel, "Load Upscale Model (realesr)"),
     "RealESR_Upscale": (Upscale, "Upscale Image (realesr, seamless tiles)"),
+    "RealESR_UpscaleVideo": (UpscaleVideo, "Upscale Video (realesr, streamed)"),
     "RealESR_ModelBlend": (ModelBlend, "Blend Upscale Models (realesr DNI)"),
     "RealESR_SaveModel": (SaveModel, "Save Upscale Model (realesr)"),
     "RealESR_Degrade": (Degrade, "Real-ESRGAN Degradation (realesr)"),

@@ -1,11 +1,13 @@
 """The parts of ComfyUI the nodes use, imported lazily so the nodes also import and run without ComfyUI.
 
-Without ComfyUI (tests, plain Python) computation happens on the CPU, there is no model folder and no progress bar.
+Without ComfyUI (tests, plain Python) computation happens on the CPU, there is no model folder and no progress bar,
+and a VIDEO is a file path.
 """
 
 from __future__ import annotations
 
 import importlib
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +93,35 @@ def progress_bar(total: int) -> Any | None:
     """ComfyUI's progress bar; its hook raises when the user presses Cancel, which stops the node between tiles."""
     utils = _comfy("comfy.utils", "ProgressBar")
     return utils.ProgressBar(total) if utils else None
+
+
+def processing_interrupted() -> bool:
+    """Whether the user pressed Cancel (ComfyUI's flag, left set); never without ComfyUI."""
+    mm = _comfy("comfy.model_management", "processing_interrupted")
+    return bool(mm.processing_interrupted()) if mm else False
+
+
+def raise_if_interrupted() -> None:
+    """Raises ComfyUI's own interruption if Cancel was pressed, so the prompt ends as cancelled rather than failed."""
+    mm = _comfy("comfy.model_management", "throw_exception_if_processing_interrupted")
+    if mm is not None:
+        mm.throw_exception_if_processing_interrupted()
+
+
+def temp_folder() -> Path:
+    """ComfyUI's temp directory (emptied when ComfyUI starts), where core puts results that a save node keeps;
+    the system's temporary folder without ComfyUI."""
+    folder_paths = _comfy("folder_paths", "get_temp_directory")
+    folder = Path(folder_paths.get_temp_directory()) if folder_paths else Path(tempfile.gettempdir())
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def video_from_file(path: Path) -> Any:
+    """A file-backed VIDEO (core's VideoFromFile, which Save Video copies stream by stream); the path itself
+    without ComfyUI."""
+    video_types = _comfy("comfy_api.input_impl", "VideoFromFile")
+    return video_types.VideoFromFile(str(path)) if video_types else path
 
 
 def model_files() -> list[str]:

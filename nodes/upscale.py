@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 
 from realesr_core import (
     PRETRAINED,
+    ModelDescriptor,
     ModelLoadError,
     UpscaleOptions,
     interpolate_models,
@@ -33,6 +36,18 @@ def _bchw(image: torch.Tensor) -> torch.Tensor:
 
 def _bhwc(image: torch.Tensor) -> torch.Tensor:
     return image.movedim(1, -1)
+
+
+# The tile, overlap and precision widgets of every upscaling node, checked at queue time by check_tiling.
+TILING_INPUTS = {
+    "tile": ("INT", {"default": 0, "min": 0, "max": 4096, "step": 8, "tooltip": (
+        "Tile size in input pixels; 0 picks the largest that fits in free memory.")}),
+    "overlap": ("INT", {"default": DEFAULT_OVERLAP, "min": 0, "max": 256, "step": 4, "tooltip": (
+        "Context pixels each tile sees beyond its own area; more means more seamless and slower.")}),
+    "precision": (list(PRECISION_CHOICES), {"default": "auto", "tooltip": (
+        "auto: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32. Tiles that come out NaN or "
+        "black in reduced precision are re-run in fp32.")}),
+}
 
 
 class LoadModel:
@@ -98,13 +113,7 @@ class Upscale:
                                      "tooltip": "Output scale when size_mode is 'factor'."}),
                 "size": ("INT", {"default": 1920, "min": 8, "max": 16384, "step": 8,
                                  "tooltip": "Output width, height or longest side in pixels, per size_mode."}),
-                "tile": ("INT", {"default": 0, "min": 0, "max": 4096, "step": 8, "tooltip": (
-                    "Tile size in input pixels; 0 picks the largest that fits in free memory.")}),
-                "overlap": ("INT", {"default": DEFAULT_OVERLAP, "min": 0, "max": 256, "step": 4, "tooltip": (
-                    "Context pixels each tile sees beyond its own area; more means more seamless and slower.")}),
-                "precision": (list(PRECISION_CHOICES), {"default": "auto", "tooltip": (
-                    "auto: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32. Tiles that come out NaN or "
-                    "black in reduced precision are re-run in fp32.")}),
+                **TILING_INPUTS,
                 "alpha_mode": (list(ALPHA_MODES), {"default": "model", "tooltip": (
                     "How transparency is upscaled: through the model as a gray image, or by a smooth resize.")}),
             },
@@ -115,47 +124,62 @@ class Upscale:
 
     @classmethod
     def VALIDATE_INPUTS(cls, tile: int, overlap: int) -> bool | str:
-        if tile != 0 and tile < 32:
-            return f"tile must be 0 (auto) or at least 32 pixels, got {tile}"
-        if not 0 <= overlap <= 256:
-            return f"overlap must be within 0..256, got {overlap}"
-        return True
+        return check_tiling(tile, overlap)
 
     def upscale(self, upscale_model: Any, image: torch.Tensor, size_mode: str, factor: float, size: int, tile: int,
                 overlap: int, precision: str, alpha_mode: str, mask: torch.Tensor | None = None) -> tuple:
-        model = describe(engine_model(upscale_model))
-        patcher = getattr(upscale_model, "patcher", None)
-        device = patcher.load_device if patcher is not None else comfy_env.torch_device()
         colour = _bchw(image)
         alpha = _alpha_from_mask(mask, colour)
         if alpha is not None:
             colour = torch.cat([colour, alpha], 1)
-        if precision == "auto":
-            precision = comfy_env.gpu_precision(device, model.supports_fp16, model.supports_bf16) or "auto"
-        options = UpscaleOptions(tile=tile, overlap=overlap, precision=precision, alpha=alpha_mode, device=device,
-                                 output_device=comfy_env.intermediate_device(),
-                                 output_dtype=comfy_env.intermediate_dtype(),
-                                 **_size_options(size_mode, factor, size, colour.shape[-2:]))
-        module = model.module  # ours, or the other loader's network inside the descriptor that runs it
-        working_memory = memory_required(model, colour, options)
-        if patcher is not None:
-            comfy_env.load_models_gpu(patcher, working_memory)
-        else:
-            comfy_env.free_memory(working_memory + comfy_env.module_size(module), device)
-        # As today's core does: the patcher's load leaves modules not built from ComfyUI's ops where they were.
-        module.to(device)
         bar = comfy_env.progress_bar(1)
         progress = (lambda done, total: bar.update_absolute(done, total)) if bar is not None else None
-        try:
+        with model_on_device(upscale_model, colour, tile=tile, overlap=overlap, precision=precision,
+                             alpha=alpha_mode, output_device=comfy_env.intermediate_device(),
+                             output_dtype=comfy_env.intermediate_dtype(),
+                             **_size_options(size_mode, factor, size, colour.shape[-2:])) as (model, options):
             result = upscale(model, colour, options, progress=progress)
-        finally:
-            if patcher is None:  # nobody else will offload it
-                module.to(comfy_env.offload_device())
         out = result.image
         if alpha is not None:
             return _bhwc(out[:, :3]).contiguous(), 1.0 - out[:, 3]
         no_mask = torch.zeros(1, *out.shape[-2:], dtype=out.dtype, device=out.device).expand(out.shape[0], -1, -1)
         return _bhwc(out), no_mask
+
+
+def check_tiling(tile: int, overlap: int) -> bool | str:
+    """The queue-time check of the tile and overlap inputs every upscaling node has."""
+    if tile != 0 and tile < 32:
+        return f"tile must be 0 (auto) or at least 32 pixels, got {tile}"
+    if not 0 <= overlap <= 256:
+        return f"overlap must be within 0..256, got {overlap}"
+    return True
+
+
+@contextlib.contextmanager
+def model_on_device(upscale_model: Any, image: torch.Tensor, precision: str,
+                    **option_values: Any) -> Iterator[tuple[ModelDescriptor, UpscaleOptions]]:
+    """The model ready on ComfyUI's device, with the engine options for it: loaded through its patcher by ComfyUI's
+    memory manager with room for what upscaling `image` (`[B, C, H, W]`, any device, even "meta") needs, as today's
+    core upscale node does; a model without a patcher (an older loader's) is moved by hand and moved back."""
+    model = describe(engine_model(upscale_model))
+    patcher = getattr(upscale_model, "patcher", None)
+    device = patcher.load_device if patcher is not None else comfy_env.torch_device()
+    if precision == "auto":
+        precision = comfy_env.gpu_precision(device, model.supports_fp16, model.supports_bf16) or "auto"
+    options = UpscaleOptions(precision=precision, device=device, **option_values)
+    module = model.module  # ours, or the other loader's network inside the descriptor that runs it
+    working_memory = memory_required(model, image, options)
+    if patcher is not None:
+        comfy_env.load_models_gpu(patcher, working_memory)
+    else:
+        comfy_env.free_memory(working_memory + comfy_env.module_size(module), device)
+    # As today's core does: the patcher's load leaves modules not built from ComfyUI's ops where they were.
+    module.to(device)
+    try:
+        yield model, options
+    finally:
+        if patcher is None:  # nobody else will offload it
+            module.to(comfy_env.offload_device())
 
 
 def _alpha_from_mask(mask: torch.Tensor | None, image: torch.Tensor) -> torch.Tensor | None:

@@ -33,8 +33,13 @@ from ..upscaling import UpscaleOptions, upscale
 SEGMENT_SECONDS = 10.0  # a segment starts at the first keyframe this long after the last segment's start
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v")
 COLOUR_PROPERTIES = ("color_range", "colorspace", "color_primaries", "color_trc")
-# Encoders whose quality is a constant rate factor and whose speed is a named preset.
-CRF_ENCODERS = {"libx264", "libx265", "libsvtav1"}
+# Encoders whose quality is a constant rate factor and whose speed is a preset: the highest crf each takes, and its
+# presets (x264 and x265 by name, SVT-AV1 by number, slowest first).
+CRF_ENCODERS = {"libx264": 51, "libx265": 51, "libsvtav1": 63}
+X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+                "placebo")
+SVT_AV1_PRESETS = tuple(str(n) for n in range(14))
+PRESETS = {"libx264": X26X_PRESETS, "libx265": X26X_PRESETS, "libsvtav1": SVT_AV1_PRESETS}
 
 
 class VideoError(RealESRError, ValueError):
@@ -71,6 +76,37 @@ def _av() -> Any:
     except ImportError as exc:
         raise RealESRError("video needs PyAV: pip install 'realesr[video]' (or pip install av)") from exc
     return av
+
+
+def check_encoding(video: VideoOptions) -> None:
+    """Raises VideoError when this FFmpeg lacks the encoder or the crf or preset is one it refuses, so the mistake is
+    reported before any frame is upscaled (FFmpeg itself says only "Invalid argument" once the first frame is in)."""
+    av = _av()
+    try:
+        av.codec.Codec(video.codec, "w")
+    except (av.error.FFmpegError, ValueError) as exc:
+        raise VideoError(f"this FFmpeg (PyAV {av.__version__}) has no {video.codec!r} encoder") from exc
+    if video.codec.endswith("_nvenc") and not torch.cuda.is_available():
+        raise VideoError(f"{video.codec} encodes on an NVIDIA GPU and none is available here")
+    if video.codec not in CRF_ENCODERS:
+        return
+    if not 0 <= video.crf <= CRF_ENCODERS[video.codec]:
+        raise VideoError(f"{video.codec} takes a crf of 0 to {CRF_ENCODERS[video.codec]}, got {video.crf}")
+    if video.preset not in PRESETS[video.codec]:
+        raise VideoError(f"{video.codec} has no preset {video.preset!r}; it takes {', '.join(PRESETS[video.codec])}")
+
+
+def frame_size(source: str | os.PathLike) -> tuple[int, int]:
+    """The width and height of the first video stream's frames, read from the header (nothing is decoded)."""
+    av = _av()
+    try:
+        with av.open(str(source)) as container:
+            if not container.streams.video:
+                raise VideoError(f"{Path(source).name} has no video stream")
+            stream = container.streams.video[0]
+            return stream.width, stream.height
+    except (av.error.FFmpegError, OSError) as exc:
+        raise VideoError(f"cannot read video {source}: {exc}") from exc
 
 
 def upscale_video(model: Any, source: str | os.PathLike, target: str | os.PathLike,

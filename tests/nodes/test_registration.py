@@ -12,8 +12,8 @@ import pytest
 import nodes
 from nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
 
-CATEGORIES = ("model/loaders", "advanced/model_merging", "image/upscaling", "image/degradation")  # today's core's
-TYPES = {"IMAGE", "MASK", "UPSCALE_MODEL", "INT", "FLOAT", "STRING", "BOOLEAN"}
+CATEGORIES = ("model/loaders", "advanced/model_merging", "image/upscaling", "image/degradation", "image/video")  # core's
+TYPES = {"IMAGE", "MASK", "UPSCALE_MODEL", "VIDEO", "INT", "FLOAT", "STRING", "BOOLEAN"}
 
 
 @pytest.mark.parametrize("node_id", sorted(NODE_CLASS_MAPPINGS))

@@ -78,40 +78,6 @@ def test_blend_and_save(compact, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert load_model(second).scale == 4
 
 
-@pytest.fixture
-def fake_comfy(monkeypatch: pytest.MonkeyPatch):
-    """Just enough of ComfyUI to check the upscale node's use of it: device, memory, progress bar with cancel."""
-    calls = {"free": 0, "updates": [], "cancel_after": None, "loads": []}
-
-    class Interrupted(Exception):
-        pass
-
-    class ProgressBar:
-        def __init__(self, total):
-            self.total = total
-
-        def update_absolute(self, value, total=None, preview=None):
-            if calls["cancel_after"] is not None and len(calls["updates"]) >= calls["cancel_after"]:
-                raise Interrupted("cancelled by the user")
-            calls["updates"].append((value, total))
-
-    comfy = types.ModuleType("comfy")
-    mm = types.ModuleType("comfy.model_management")
-    mm.get_torch_device = lambda: torch.device("cpu")
-    mm.intermediate_device = lambda: torch.device("cpu")
-    mm.unet_offload_device = lambda: torch.device("cpu")
-    mm.free_memory = lambda amount, device: calls.__setitem__("free", calls["free"] + 1)
-    mm.load_models_gpu = lambda models, memory_required=0, force_full_load=False: calls["loads"].append(
-        (models, memory_required, force_full_load))
-    utils = types.ModuleType("comfy.utils")
-    utils.ProgressBar = ProgressBar
-    comfy.model_management, comfy.utils = mm, utils
-    for name, module in (("comfy", comfy), ("comfy.model_management", mm), ("comfy.utils", utils)):
-        monkeypatch.setitem(sys.modules, name, module)
-    calls["Interrupted"] = Interrupted
-    return calls
-
-
 def test_progress_per_tile_and_cancel(compact, fake_comfy) -> None:
     model = to_upscale_model(compact)
     _upscale(model, bhwc(64), tile=32)
