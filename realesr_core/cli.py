@@ -15,10 +15,11 @@ from .degradation import PRESETS, apply_parameters, get_preset, sample_parameter
 from .errors import RealESRError
 from .media import DEFAULT_MAX_PIXELS, READABLE_SUFFIXES, read_image, write_image
 from .media.huge import open_for_streaming, output_fits_in_memory, upscale_to_tiff
-from .media.images import image_shape, scaled_geotiff
+from .media.images import image_shape
+from .media.upscale_file import upscale_image_file
 from .media.video import VIDEO_SUFFIXES, VideoOptions, upscale_video
 from .models import ModelDescriptor, load_model, save_model, zoo
-from .upscaling import UpscaleOptions, upscale
+from .upscaling import UpscaleOptions
 from .upscaling.channels import ALPHA_MODES
 from .upscaling.device import available_memory
 from .upscaling.options import DEFAULT_BLEND, DEFAULT_BORDER, DEFAULT_OVERLAP, PRECISION_CHOICES
@@ -56,6 +57,17 @@ def output_path(source: Path, output: str | None, several: bool, scale_label: st
     return target
 
 
+def video_output_path(source: Path, output: str | None, several: bool, scale_label: str) -> Path:
+    """The output video: as `output_path`, in the source's container where it holds every stream, else MKV."""
+    suffix = source.suffix.lower() if source.suffix.lower() in (".mkv", ".mp4", ".mov") else ".mkv"
+    return output_path(source, output, several, scale_label, suffix)
+
+
+def must_stream(height: int, width: int, channels: int, scale: int, asked: bool) -> bool:
+    """Whether an image goes tile row by tile row into a tiled TIFF: asked for, or its result would not fit."""
+    return asked or not output_fits_in_memory(height, width, channels, scale, available_memory(torch.device("cpu")))
+
+
 class ProgressBar:
     """A one-line counter on stderr with the rate and the time left, shown for work that takes more than a moment."""
 
@@ -84,7 +96,8 @@ class ProgressBar:
 def cmd_upscale(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model.module.to(device)  # our own copy of the model: moved once, not per image
+    if args.ray is None:
+        model.module.to(device)  # our own copy of the model: moved once, not per image
     options = UpscaleOptions(tile=args.tile, overlap=args.overlap, blend=args.blend, border=args.border,
                              precision=args.precision, alpha=args.alpha, outscale=args.outscale, width=args.width,
                              height=args.height, device=device, compile=args.compile)
@@ -94,6 +107,10 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     video = VideoOptions(codec=args.codec, crf=args.crf, preset=args.preset,
                          bit_depth=None if args.video_bits == "auto" else int(args.video_bits),
                          skip_duplicates=args.skip_duplicates, resume=args.resume)
+    if args.ray is not None:
+        from .scale.run import upscale_on_ray
+
+        return upscale_on_ray(model, sources, args, options, video, label)
     for source in sources:
         if source.suffix.lower() in VIDEO_SUFFIXES:
             if not _upscale_one_video(model, source, args, options, video, label, len(sources) > 1):
@@ -101,8 +118,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
             continue
         try:
             height, width, channels = image_shape(source, args.max_pixels)
-            stream = args.stream or not output_fits_in_memory(height, width, channels, model.scale,
-                                                              available_memory(torch.device("cpu")))
+            stream = must_stream(height, width, channels, model.scale, args.stream)
             loaded = (open_for_streaming if stream else read_image)(source, args.max_pixels)
             target = output_path(source, args.output, len(sources) > 1, label, ".tif" if stream else None)
             bits = loaded.bit_depth if args.bits == "auto" else int(args.bits)
@@ -113,10 +129,8 @@ def cmd_upscale(args: argparse.Namespace) -> int:
                     upscale_to_tiff(model, loaded, target, options, bit_depth=bits, progress=bar)
                     summary = "streamed to a tiled TIFF"
                 else:
-                    result = upscale(model, loaded.tensor, options, progress=bar)
-                    geotiff = scaled_geotiff(loaded.geotiff, result.image.shape[-1] / width) if loaded.geotiff else None
-                    write_image(target, result.image, bits, quality=args.quality, icc_profile=loaded.icc_profile,
-                                exif=loaded.exif, geotiff=geotiff)
+                    result = upscale_image_file(model, loaded, target, options, bit_depth=bits, quality=args.quality,
+                                                progress=bar)
                     summary = (f"{result.tile_count} tile(s) of {result.tile_size} px, {result.precision}"
                                + (f", {result.fp32_reruns} re-run in fp32" if result.fp32_reruns else ""))
             finally:
@@ -135,8 +149,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
 def _upscale_one_video(model: ModelDescriptor, source: Path, args: argparse.Namespace, options: UpscaleOptions,
                        video: VideoOptions, label: str, several: bool) -> bool:
     """One video; False (and the reason on stderr) when it failed, so the other inputs still run."""
-    suffix = source.suffix.lower() if source.suffix.lower() in (".mkv", ".mp4", ".mov") else ".mkv"
-    target = output_path(source, args.output, several, label, suffix)
+    target = video_output_path(source, args.output, several, label)
     bar = ProgressBar(source.name, "frames")
     started = time.perf_counter()
     try:
@@ -238,6 +251,12 @@ def build_parser() -> argparse.ArgumentParser:
                          "(chosen by itself when the result would not fit)")
     up.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     up.add_argument("--compile", action="store_true", help="torch.compile the model (slow first call)")
+    up.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                    help="spread the work over a Ray cluster (pip install 'realesr[ray]'): alone, a local Ray with this "
+                         "machine's CPUs and GPUs; 'auto' or ray://host:port joins a running one. Re-running skips "
+                         "what is done")
+    up.add_argument("--ray-workers", type=int, metavar="N",
+                    help="upscalers on the cluster (default: one per GPU, or one per 4 CPUs without GPUs)")
     up.set_defaults(func=cmd_upscale)
     conv = sub.add_parser("convert", help="convert any supported model to canonical safetensors")
     conv.add_argument("input", help=_model_help())

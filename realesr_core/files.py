@@ -1,11 +1,15 @@
-"""Writing files so that nothing half-written is ever left under their name."""
+"""Writing files so that nothing half-written is ever left under their name, and work folders of resumable parts."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def write_atomically(path: str | os.PathLike, write: Callable[[Path], None], suffix: str | None = None) -> Path:
@@ -33,3 +37,55 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+class WorkFolder:
+    """Finished parts of one output (a video's segments, a huge image's tile rows) and the manifest that says which
+    they are, beside the target (`.NAME.parts`). Each part is noted with counts, the first its size (a part that holds
+    nothing is left out of `parts()`). Only one process writes the manifest."""
+
+    def __init__(self, target: Path, key: dict[str, Any], resume: bool, suffix: str) -> None:
+        self.suffix = suffix
+        self.folder = target.parent / f".{target.name}.parts"
+        self.manifest = self.folder / "manifest.json"
+        state = self._read() if resume else None
+        if state is None or state.get("job") != key:
+            if resume and state is not None:
+                warnings.warn(f"{target.name}: the unfinished run was another job (source, model or settings "
+                              f"changed); starting again", stacklevel=3)
+            shutil.rmtree(self.folder, ignore_errors=True)
+            state = {"job": key, "done": {}}
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.state = state
+        self._write()
+
+    def _read(self) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.manifest.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def _write(self) -> None:
+        write_atomically(self.manifest, lambda temporary: temporary.write_text(json.dumps(self.state, indent=1)))
+
+    def part(self, index: int) -> Path:
+        return self.folder / f"part{index:05d}{self.suffix}"
+
+    def finished(self, index: int) -> tuple[int, ...] | None:
+        done = self.state["done"].get(str(index))
+        return tuple(done) if done and self.part(index).exists() else None
+
+    def finish(self, index: int, *counts: int) -> None:
+        self.state["done"][str(index)] = list(counts)
+        self._write()
+
+    def totals(self, counts: int) -> tuple[int, ...]:
+        """The first `counts` counts, each summed over the finished parts."""
+        return tuple(sum(done[i] for done in self.state["done"].values()) for i in range(counts))
+
+    def parts(self) -> list[Path]:
+        return [self.part(int(index)) for index in sorted(self.state["done"], key=int)
+                if self.state["done"][index][0]]
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)

@@ -11,6 +11,7 @@ import ctypes
 import functools
 import os
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +20,11 @@ import torch
 from einops import rearrange
 
 from ..errors import ImageError
-from ..files import write_atomically
+from ..files import WorkFolder, write_atomically
 from ..models.descriptor import describe
+from ..upscaling.channels import from_model_channels
 from ..upscaling.options import UpscaleOptions
-from ..upscaling.streaming import upscale_rows
+from ..upscaling.streaming import TileRows, upscale_rows
 from .images import (
     LoadedImage,
     detect_format,
@@ -40,6 +42,9 @@ CONVERT_ROWS = 64  # output rows turned into stored pixels at a time (a small fl
 # The in-memory path holds the float32 result and a few working copies of it: stream once that would pass this
 # share of the memory available.
 IN_MEMORY_SHARE = 0.25
+# Tile size of an image whose rows of tiles are spread over workers when none is asked for: the planner cannot see
+# the workers' memory, and every worker must make the same grid.
+SPREAD_TILE = 512
 
 
 def output_fits_in_memory(height: int, width: int, channels: int, scale: int, available: int) -> bool:
@@ -119,38 +124,140 @@ def upscale_to_tiff(model: Any, loaded: LoadedImage, target: str | os.PathLike, 
         return to_tensor(pixels[first:end])
 
     rows = upscale_rows(model, read_rows, height, width, channels, options, progress=progress, cancel=cancel)
-    shape = (height * scale, width * scale, channels)
-    dtype = np.uint16 if bits == 16 else np.uint8
     geotiff = scaled_geotiff(loaded.geotiff, scale) if loaded.geotiff else None
-
-    def write(temporary: Path) -> None:
-        tiles = _tiles(_strips(rows, bits), shape[1])
-        write_tiff(temporary, tiles, shape if channels > 1 else shape[:2], dtype, loaded.icc_profile, geotiff,
-                   tile=(OUTPUT_TILE, OUTPUT_TILE))
-
     try:
-        return write_atomically(target, write)
+        return _write_tiled(target, _pixel_rows(rows, bits), (height * scale, width * scale, channels), bits,
+                            loaded.icc_profile, geotiff)
     finally:
         if isinstance(pixels, TiffRows):
             pixels.close()
 
 
-def _strips(rows: Iterator[tuple[int, torch.Tensor]], bit_depth: int) -> Iterator[np.ndarray]:
-    """Finished output rows regrouped into strips of OUTPUT_TILE rows (the last may be shorter), as stored pixels."""
-    pending: list[np.ndarray] = []
-    count = 0
+def _write_tiled(target: Path, pixel_rows: Iterator[np.ndarray], shape: tuple[int, int, int], bits: int,
+                 icc_profile: bytes | None, geotiff: dict[int, tuple] | None) -> Path:
+    """Output rows (stored pixels, top to bottom, any number at a time) streamed into a tiled (Big)TIFF, atomically."""
+    dtype = np.uint16 if bits == 16 else np.uint8
+
+    def write(temporary: Path) -> None:
+        tiles = _tiles(_strips(pixel_rows), shape[1])
+        write_tiff(temporary, tiles, shape if shape[2] > 1 else shape[:2], dtype, icc_profile, geotiff,
+                   tile=(OUTPUT_TILE, OUTPUT_TILE))
+
+    return write_atomically(target, write)
+
+
+def _pixel_rows(rows: Iterator[tuple[int, torch.Tensor]], bit_depth: int) -> Iterator[np.ndarray]:
+    """Finished output rows as stored pixels, a few rows at a time (no float copy of a whole block)."""
     for _first, block in rows:
-        for top in range(0, block.shape[2], CONVERT_ROWS):  # a few rows at a time: no float copy of the block
-            pending.append(to_pixels(block[:, :, top : top + CONVERT_ROWS], bit_depth))
-        count += block.shape[2]
+        for top in range(0, block.shape[2], CONVERT_ROWS):
+            yield to_pixels(block[:, :, top : top + CONVERT_ROWS], bit_depth)
         del block  # let go of the row buffer before the next one is made
         _return_free_memory()
+
+
+def _strips(pixel_rows: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    """Stored output rows regrouped into strips of OUTPUT_TILE rows (the last may be shorter)."""
+    pending: list[np.ndarray] = []
+    count = 0
+    for block in pixel_rows:
+        pending.append(block)
+        count += block.shape[0]
         while count >= OUTPUT_TILE:
             joined = np.concatenate(pending)
             yield joined[:OUTPUT_TILE]
             pending, count = [joined[OUTPUT_TILE:]], count - OUTPUT_TILE
     if count:
         yield np.concatenate(pending)
+
+
+@dataclass(frozen=True)
+class TileRowPlan:
+    """An image too large for one worker, cut into its rows of tiles: workers upscale rows anywhere and in any order
+    (`upscale_tile_row`), each into a file of the work folder beside the target; one writer then streams them into
+    the tiled TIFF (`write_tile_rows`). The grid is the streaming path's, for the same tile size."""
+
+    source: Path
+    target: Path
+    options: UpscaleOptions  # with the tile size fixed, so every worker makes the same grid
+    shape: tuple[int, int, int]  # input height, width, channels
+    scale: int
+    bits: int
+    rows: int
+    icc_profile: bytes | None
+    geotiff: dict[int, tuple] | None  # already scaled
+    work: WorkFolder
+
+    def finished(self, row: int) -> bool:
+        return self.work.finished(row) is not None
+
+
+def plan_tile_rows(model: Any, source: str | os.PathLike, target: str | os.PathLike, options: UpscaleOptions,
+                   key: dict[str, Any], *, bit_depth: int | None, max_pixels: int) -> TileRowPlan:
+    """Reads `source`'s header and metadata (a TIFF by window, anything else whole, once) and plans its tile rows;
+    rows a run of the same job (`key`) finished are kept."""
+    source, target = Path(source), Path(target)
+    if target.suffix.lower() not in (".tif", ".tiff"):
+        raise ImageError(f"{target.name}: an image too large for memory is written as a tiled TIFF; name the output "
+                         f".tif (the format can hold any size and is written piece by piece)")
+    loaded = open_for_streaming(source, max_pixels)
+    if isinstance(loaded.pixels, TiffRows):
+        loaded.pixels.close()
+    height, width, channels = loaded.pixels.shape
+    options = replace(options, tile=options.tile or SPREAD_TILE)
+    rows = TileRows(model, height, width, channels, options)
+    geotiff = scaled_geotiff(loaded.geotiff, rows.scale) if loaded.geotiff else None
+    return TileRowPlan(source, target, options, (height, width, channels), rows.scale, bit_depth or loaded.bit_depth,
+                       rows.count, loaded.icc_profile, geotiff, WorkFolder(target, key, True, ".npz"))
+
+
+def upscale_tile_row(model: Any, plan: TileRowPlan, row: int, options: UpscaleOptions, max_pixels: int) -> int:
+    """Upscales tile row `row` (reading only its window of a tiled or striped TIFF) into its file in the work folder,
+    written atomically: the output rows it shares with its neighbours as floats, to be added by the writer, and the
+    rows it alone makes as stored pixels. Returns the output rows it holds."""
+    loaded = open_for_streaming(plan.source, max_pixels)
+    try:
+        rows = TileRows(model, *plan.shape, replace(options, tile=plan.options.tile))
+        if rows.count != plan.rows:
+            raise ImageError(f"{plan.source.name}: this worker cut {rows.count} rows of tiles, the plan {plan.rows}")
+        output = rows.upscale(lambda first, end: to_tensor(loaded.pixels[first:end]), row)[0]
+    finally:
+        if isinstance(loaded.pixels, TiffRows):
+            loaded.pixels.close()
+    kept_top = rows.kept(row)[0]
+    shared_above = rows.kept(row - 1)[1] - kept_top if row else 0
+    shared_below = rows.finished_before(row) - kept_top
+    if shared_above > shared_below:
+        raise ImageError(f"{plan.source.name}: tiles of {plan.options.tile} px are too small for the blend band")
+    own = to_pixels(rows.finish(output[None, :, shared_above:shared_below]), plan.bits)
+
+    def write(temporary: Path) -> None:
+        np.savez(temporary, above=output[:, :shared_above].contiguous().numpy(), own=own,
+                 below=output[:, shared_below:].contiguous().numpy())
+
+    write_atomically(plan.work.part(row), write)
+    return output.shape[1]
+
+
+def write_tile_rows(plan: TileRowPlan) -> Path:
+    """The single writer: streams the finished tile rows into the tiled TIFF, top to bottom, adding the rows each
+    shares with the one above, then removes the work folder."""
+    channels = plan.shape[2]
+
+    def pixel_rows() -> Iterator[np.ndarray]:
+        carried: torch.Tensor | None = None  # the rows the row above left to be blended with this one
+        for row in range(plan.rows):
+            with np.load(plan.work.part(row)) as part:
+                above = torch.from_numpy(part["above"])
+                if carried is not None:
+                    yield to_pixels(from_model_channels((carried + above)[None], channels).clamp_(0, 1), plan.bits)
+                yield part["own"]
+                carried = torch.from_numpy(part["below"])
+
+    height, width = plan.shape[0] * plan.scale, plan.shape[1] * plan.scale
+    path = _write_tiled(plan.target, pixel_rows(), (height, width, channels), plan.bits, plan.icc_profile,
+                        plan.geotiff)
+    plan.work.remove()
+    return path
 
 
 def _return_free_memory() -> None:

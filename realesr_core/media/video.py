@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import heapq
-import json
 import os
 import queue
-import shutil
 import threading
 import warnings
 from collections.abc import Callable, Iterator
@@ -27,7 +25,7 @@ import torch
 from einops import rearrange
 
 from ..errors import RealESRError, UpscaleCancelled
-from ..files import write_atomically
+from ..files import WorkFolder, write_atomically
 from ..upscaling import UpscaleOptions, upscale
 
 SEGMENT_SECONDS = 10.0  # a segment starts at the first keyframe this long after the last segment's start
@@ -120,35 +118,80 @@ def upscale_video(model: Any, source: str | os.PathLike, target: str | os.PathLi
     stream copy with the other streams muxed once. `video.resume` keeps the segments a crashed or cancelled run of
     the same job finished, so only the rest is upscaled.
     """
-    av = _av()
     video = video or VideoOptions()
+    plan = plan_video(model, source, target, options, video)
+    frames = 0
+    for index in range(len(plan.facts.segments)):
+        done = plan.work.finished(index)
+        if done is None:
+            done = write_segment(model, plan, index, options, video,
+                                 progress=_offset(progress, frames, plan.facts.total), cancel=cancel)
+            plan.work.finish(index, *done)
+        frames += done[0]
+    return join_segments(plan)
+
+
+@dataclass(frozen=True)
+class VideoPlan:
+    """A video's segments and the work folder that holds the finished ones: what `write_segment` (anywhere, in any
+    order) and `join_segments` (once, at the end) need."""
+
+    source: Path
+    target: Path
+    facts: _Facts
+    work: WorkFolder
+
+
+def plan_video(model: Any, source: str | os.PathLike, target: str | os.PathLike, options: UpscaleOptions | None,
+               video: VideoOptions) -> VideoPlan:
+    """Probes `source` (keyframes, size, bit depth) and opens the work folder beside `target`; with `video.resume`
+    the segments a run of the same job finished are kept."""
+    av = _av()
     source, target = Path(source), Path(target)
     try:
         facts = _probe(av, source, model, options, video)
-        work = _WorkFolder(target, facts.job_key(source, model, video), video.resume)
-        frames = duplicates = 0
-        for index, (start, end) in enumerate(facts.segments):
-            done = work.finished(index)
-            if done is None:
-                counts: list[int] = []
-
-                def write(temporary: Path, start=start, end=end, base=frames, counts=counts) -> None:
-                    counts.extend(_encode_segment(av, model, source, temporary, start, end, facts, options, video,
-                                                  _offset(progress, base, facts.total), cancel))
-
-                write_atomically(work.part(index), write)
-                done = (counts[0], counts[1])
-                work.finish(index, *done)
-            frames, duplicates = frames + done[0], duplicates + done[1]
-        if not frames:
-            work.remove()
-            raise VideoError(f"{source.name} has no frames")
-        copied: list[int] = []
-        write_atomically(target, lambda temporary: copied.append(_join(av, source, work.parts(), temporary)))
-        work.remove()
     except av.error.FFmpegError as exc:
         raise VideoError(f"{source.name}: {exc}") from exc
-    return VideoResult(frames, duplicates, facts.size, copied[0], facts.bits)
+    # segments are MP4 files: MP4 keeps every decode time (MKV gives some back unknown)
+    return VideoPlan(source, target, facts, WorkFolder(target, facts.job_key(source, model, video), video.resume, ".mp4"))
+
+
+def write_segment(model: Any, plan: VideoPlan, index: int, options: UpscaleOptions | None, video: VideoOptions, *,
+                  progress: Callable[[int, int], None] | None = None,
+                  cancel: Callable[[], bool] | None = None) -> tuple[int, int]:
+    """Upscales segment `index` into its file in the work folder (written atomically); returns (frames, repeated
+    frames). The caller records it with `plan.work.finish`, so one process alone writes the manifest."""
+    av = _av()
+    start, end = plan.facts.segments[index]
+    counts: list[int] = []
+
+    def write(temporary: Path) -> None:
+        counts.extend(_encode_segment(av, model, plan.source, temporary, start, end, plan.facts, options, video,
+                                      progress, cancel))
+
+    try:
+        write_atomically(plan.work.part(index), write)
+    except av.error.FFmpegError as exc:
+        raise VideoError(f"{plan.source.name}: {exc}") from exc
+    return counts[0], counts[1]
+
+
+def join_segments(plan: VideoPlan) -> VideoResult:
+    """Joins the finished segments by stream copy into the target with the source's other streams, and removes the
+    work folder."""
+    av = _av()
+    frames, duplicates = plan.work.totals(2)
+    if not frames:
+        plan.work.remove()
+        raise VideoError(f"{plan.source.name} has no frames")
+    copied: list[int] = []
+    try:
+        write_atomically(plan.target, lambda temporary: copied.append(_join(av, plan.source, plan.work.parts(),
+                                                                             temporary)))
+    except av.error.FFmpegError as exc:
+        raise VideoError(f"{plan.source.name}: {exc}") from exc
+    plan.work.remove()
+    return VideoResult(frames, duplicates, plan.facts.size, copied[0], plan.facts.bits)
 
 
 def _offset(progress: Callable[[int, int], None] | None, base: int, total: int) -> Callable[[int, int], None] | None:
@@ -304,7 +347,9 @@ def _in_background(items: Iterator[Any], depth: int) -> Iterator[Any]:
 def _join(av: Any, source: Path, parts: list[Path], temporary: Path) -> int:
     """The segments' video by stream copy, in order, with the source's audio and subtitle streams muxed once,
     interleaved by time; returns how many streams were copied from the source."""
-    with av.open(str(source)) as original, av.open(str(parts[0])) as first, av.open(str(temporary), "w") as output:
+    # bitexact: no random segment UID or muxer version in the file, so the same job gives the same bytes
+    with (av.open(str(source)) as original, av.open(str(parts[0])) as first,
+          av.open(str(temporary), "w", options={"fflags": "+bitexact"}) as output):
         video_out = output.add_stream_from_template(first.streams.video[0])
         copied = _copy_streams(original, output, original.streams.video[0], source)
         video_packets = ((float(p.dts * p.time_base), 0, video_out, p) for p in _part_packets(av, parts))
@@ -320,51 +365,6 @@ def _part_packets(av: Any, parts: list[Path]) -> Iterator[Any]:
     for part in parts:
         with av.open(str(part)) as container:
             yield from (packet for packet in container.demux(video=0) if packet.dts is not None)
-
-
-class _WorkFolder:
-    """Finished segments and the manifest that says which they are, beside the target (`.NAME.parts`)."""
-
-    def __init__(self, target: Path, key: dict[str, Any], resume: bool) -> None:
-        self.folder = target.parent / f".{target.name}.parts"
-        self.manifest = self.folder / "manifest.json"
-        state = self._read() if resume else None
-        if state is None or state.get("job") != key:
-            if resume and state is not None:
-                warnings.warn(f"{target.name}: the unfinished run was another job (source, model or settings "
-                              f"changed); starting again", stacklevel=3)
-            shutil.rmtree(self.folder, ignore_errors=True)
-            state = {"job": key, "done": {}}
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.state = state
-        self._write()
-
-    def _read(self) -> dict[str, Any] | None:
-        try:
-            return json.loads(self.manifest.read_text())
-        except (OSError, ValueError):
-            return None
-
-    def _write(self) -> None:
-        write_atomically(self.manifest, lambda temporary: temporary.write_text(json.dumps(self.state, indent=1)))
-
-    def part(self, index: int) -> Path:
-        return self.folder / f"part{index:05d}.mp4"  # MP4 keeps every decode time (MKV gives some back unknown)
-
-    def finished(self, index: int) -> tuple[int, int] | None:
-        done = self.state["done"].get(str(index))
-        return (done[0], done[1]) if done and self.part(index).exists() else None
-
-    def finish(self, index: int, frames: int, duplicates: int) -> None:
-        self.state["done"][str(index)] = [frames, duplicates]
-        self._write()
-
-    def parts(self) -> list[Path]:
-        return [self.part(int(index)) for index in sorted(self.state["done"], key=int)
-                if self.state["done"][index][0]]
-
-    def remove(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def _scale(model: Any, options: UpscaleOptions | None) -> int:
