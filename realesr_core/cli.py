@@ -256,7 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "machine's CPUs and GPUs; 'auto' or ray://host:port joins a running one. Re-running skips "
                          "what is done")
     up.add_argument("--ray-workers", type=int, metavar="N",
-                    help="upscalers on the cluster (default: one per GPU, or one per 4 CPUs without GPUs)")
+                    help="upscalers on the cluster (default: one per GPU, or one per 4 CPUs without GPUs; more than "
+                         "the GPUs share them, so that one's writing overlaps another's upscaling)")
     up.set_defaults(func=cmd_upscale)
     conv = sub.add_parser("convert", help="convert any supported model to canonical safetensors")
     conv.add_argument("input", help=_model_help())

@@ -65,8 +65,9 @@ class WorkerPool:
 
 
 def plan_pool(device: str | None, workers: int | None) -> WorkerPool:
-    """One actor per GPU (each `num_gpus=1`) where the cluster has GPUs or `device` asks for CUDA, else CPU actors of
-    up to CPUS_PER_WORKER cores. GPUs asked of a cluster without any are an error now: Ray would wait forever."""
+    """One actor per GPU (each `num_gpus=1`; `workers` beyond the GPUs share them) where the cluster has GPUs or
+    `device` asks for CUDA, else CPU actors of up to CPUS_PER_WORKER cores. GPUs asked of a cluster without any are an
+    error now: Ray would wait forever."""
     ray = _ray()
     nodes = [node["Resources"] for node in ray.nodes() if node["Alive"]]
     gpus = int(sum(node.get("GPU", 0) for node in nodes))
@@ -79,9 +80,9 @@ def plan_pool(device: str | None, workers: int | None) -> WorkerPool:
             raise RealESRError(f"--device {device} asks for GPUs, but the Ray cluster has none "
                                f"({sum(cpus_per_node)} CPUs); Ray would wait for one forever. Leave --device out to "
                                f"upscale on the CPUs, or add nodes with GPUs")
-        if workers is not None and workers > gpus:
-            raise RealESRError(f"--ray-workers {workers} asks for one GPU each, but the Ray cluster has {gpus}")
-        return WorkerPool(workers or gpus, 1, 1)
+        workers = workers or gpus
+        # more workers than GPUs share them evenly: one worker's encoding and writing overlaps another's upscaling
+        return WorkerPool(workers, 1, 1 / -(-workers // gpus))
     if not cpus_per_node:
         raise RealESRError("the Ray cluster has no CPUs to upscale on")
     if workers is None:
@@ -169,16 +170,18 @@ def _run(items: list[Item], job: Job, pool: WorkerPool, manifest: Manifest) -> t
     progress = Progress(len(units))
     left = {id(item): len(item.units) for item in items}
     seconds = {id(item): 0.0 for item in items}
+    nodes: dict[int, set[str]] = {id(item): set() for item in items}  # where each item's units ran
     errors: dict[int, str] = {}
     for item in items:
         if not item.units:  # every unit done by an earlier run: only the join is left
-            _finish(item, 0.0, manifest, errors)
+            _finish(item, 0.0, set(), manifest, errors)
     pending = list(range(len(units)))
     for attempt in range(1 + RETRIES):
         failed: list[int] = []
         for status in run_units([units[index][1] for index in pending], job, pool):
             item, unit = units[pending[status["unit"]]]
             seconds[id(item)] += status["seconds"]
+            nodes[id(item)].add(status["node"])
             if not status["ok"]:
                 if attempt < RETRIES:
                     failed.append(pending[status["unit"]])
@@ -190,7 +193,7 @@ def _run(items: list[Item], job: Job, pool: WorkerPool, manifest: Manifest) -> t
             progress.advance()
             left[id(item)] -= 1
             if left[id(item)] == 0:
-                _finish(item, seconds[id(item)], manifest, errors)
+                _finish(item, seconds[id(item)], nodes[id(item)], manifest, errors)
         if not failed:
             break
         pending = failed
@@ -199,13 +202,13 @@ def _run(items: list[Item], job: Job, pool: WorkerPool, manifest: Manifest) -> t
     for item in items:
         if id(item) in errors:
             status = {"path": str(item.source), "target": str(item.target), "ok": False,
-                      "seconds": round(seconds[id(item)], 3), "error": errors[id(item)]}
+                      "seconds": round(seconds[id(item)], 3), "error": errors[id(item)], "nodes": sorted(nodes[id(item)])}
             manifest.add(item.key, status)
             failures.append(status)
     return len(items) - len(failures), failures
 
 
-def _finish(item: Item, seconds: float, manifest: Manifest, errors: dict[int, str]) -> None:
+def _finish(item: Item, seconds: float, nodes: set[str], manifest: Manifest, errors: dict[int, str]) -> None:
     """Joins the item's parts where it has them (on the driver: one writer per output) and notes it as made."""
     try:
         if item.finish is not None:
@@ -214,7 +217,7 @@ def _finish(item: Item, seconds: float, manifest: Manifest, errors: dict[int, st
         errors[id(item)] = str(exc)
         return
     manifest.add(item.key, {"path": str(item.source), "target": str(item.target), "ok": True,
-                            "seconds": round(seconds, 3), "error": ""})
+                            "seconds": round(seconds, 3), "error": "", "nodes": sorted(nodes)})
     print(f"{item.source} -> {item.target}", flush=True)
 
 
