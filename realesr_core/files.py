@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -31,6 +32,15 @@ def write_atomically(path: str | os.PathLike, write: Callable[[Path], None], suf
         if os.path.exists(temporary):
             os.unlink(temporary)
     return path
+
+
+def remove_temporaries(path: str | os.PathLike) -> None:
+    """Removes the temporary files `write_atomically` left beside `path` when its process was killed before it could
+    clean up (a lost node). Only once nothing may still be writing `path`."""
+    path = Path(path)
+    # mkstemp's names: the prefix, 8 random characters, the suffix (another target's have more in between)
+    for temporary in path.parent.glob(f".{glob.escape(path.stem)}.????????{glob.escape(path.suffix)}"):
+        temporary.unlink(missing_ok=True)
 
 
 def _umask() -> int:

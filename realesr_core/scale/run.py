@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RealESRError
+from ..files import remove_temporaries
 from ..media.images import image_shape
 from ..media.video import VIDEO_SUFFIXES, VideoOptions, plan_video
 from ..models import ModelDescriptor, zoo
@@ -216,6 +217,7 @@ def _finish(item: Item, seconds: float, nodes: set[str], manifest: Manifest, err
     except RealESRError as exc:
         errors[id(item)] = str(exc)
         return
+    remove_temporaries(item.target)  # left by a worker whose node was lost while it wrote
     manifest.add(item.key, {"path": str(item.source), "target": str(item.target), "ok": True,
                             "seconds": round(seconds, 3), "error": "", "nodes": sorted(nodes)})
     print(f"{item.source} -> {item.target}", flush=True)

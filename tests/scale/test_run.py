@@ -167,5 +167,6 @@ def test_a_node_lost_mid_run_still_gives_every_output_once(cluster, tmp_path: Pa
         remover.join()
     assert removed_after and removed_after[0] < 16  # the node worked, and was removed with work left
     assert outputs(out) == outputs(tmp_path / "plain")
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [MANIFEST_NAME]  # no temporaries left
     made = [row for row in manifest(out) if row["ok"]]
     assert len(made) == 16 and len({row["target"] for row in made}) == 16
