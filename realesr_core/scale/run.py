@@ -241,7 +241,11 @@ def run_units(units: list[Unit], job: Job, pool: WorkerPool) -> Iterator[dict[st
         Upscaler, fn_constructor_kwargs={"job": job}, batch_size=1, batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=pool.workers, max_tasks_in_flight_per_actor=TASKS_PER_WORKER),
         num_cpus=pool.cpus, num_gpus=pool.gpus)
-    yield from dataset.iter_rows()
+    try:
+        yield from dataset.iter_rows()
+    except ray.exceptions.RayError as exc:  # not one unit's failure (those are status rows): the pool itself failed
+        lines = [line for line in str(exc).splitlines() if line.strip()]
+        raise RealESRError(f"the Ray run stopped: {lines[-1] if lines else type(exc).__name__}") from exc
 
 
 class Progress:

@@ -14,6 +14,7 @@ import tifffile
 from PIL import Image
 
 from realesr_core.cli import main
+from realesr_core.errors import RealESRError
 from realesr_core.media import video as video_module
 from realesr_core.media.images import read_image
 from realesr_core.models import zoo
@@ -94,6 +95,17 @@ def test_asking_a_cluster_without_gpus_for_them_fails_at_once(cluster, tmp_path:
     assert main(["upscale", str(folder), "-o", str(tmp_path / "out"), *MODEL, "--ray", "--device", "cuda"]) == 2
     assert time.perf_counter() - started < 30
     assert "asks for GPUs, but the Ray cluster has none" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_workers_that_cannot_start_stop_the_run_with_a_clear_error(cluster, tmp_path: Path) -> None:
+    """A model every worker fails to load (here: a file only the driver could have had) ends the run with its reason,
+    instead of Ray restarting the actors forever."""
+    job = Job(str(tmp_path / "gone.pth"), UpscaleOptions(), video_module.VideoOptions(), None, 95, 10**8, None,
+              str(zoo.cache_dir()))
+    units = [ImageUnit(images(tmp_path / "in", 1) / "photo00.png", tmp_path / "out" / "photo00.png")]
+    with pytest.raises(RealESRError, match="the Ray run stopped: .*gone.pth' is neither an existing file"):
+        list(run_units(units, job, WorkerPool(1, 1, 0)))
     assert not (tmp_path / "out").exists()
 
 
