@@ -126,7 +126,8 @@ def _check_choice(name: str, value: str, choices: Any) -> None:
         raise ConfigError(f"unknown {name} {value!r}; known: {', '.join(choices)}")
 
 
-# The official recipe (REALESRGAN.md 4) and traiNNer-redux's Compact numbers (TRAINING.md 1). The milestone equals
+# The official recipe (REALESRGAN.md 4) and traiNNer-redux's Compact numbers (TRAINING.md 1; their pools hold 192
+# pairs, the nearest multiple of their batches to the official 180). The milestone equals
 # the run's length in the official files, which keeps the learning rate constant: no milestone says the same.
 PRESETS: dict[str, dict[str, Any]] = {
     "realesrnet_x4plus": dict(stage="net", lr=2e-4, batch=12, patch=256, steps=1_000_000, degradation="realesrgan_x4"),
@@ -135,10 +136,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     "finetune_pairs": dict(stage="gan", lr=1e-4, batch=12, patch=256, steps=400_000, degradation=""),
     "realesrnet_x2plus": dict(stage="net", lr=2e-4, batch=12, patch=256, steps=1_000_000, degradation="realesrgan_x2"),
     "realesrgan_x2plus": dict(stage="gan", lr=1e-4, batch=12, patch=256, steps=400_000, degradation="realesrgan_x2"),
-    "compact_net_x4": dict(stage="net", lr=2e-4, batch=16, patch=256, steps=450_000, degradation="realesrgan_x4"),
-    "compact_gan_x4": dict(stage="gan", lr=1e-4, batch=8, patch=384, steps=250_000, degradation="realesrgan_x4"),
-    "bicubic_x2": dict(stage="net", lr=2e-4, batch=16, patch=128, steps=100_000, degradation="bicubic_x2"),
-    "bicubic_x4": dict(stage="net", lr=2e-4, batch=16, patch=256, steps=100_000, degradation="bicubic_x4"),
+    "compact_net_x4": dict(stage="net", lr=2e-4, batch=16, patch=256, steps=450_000, degradation="realesrgan_x4",
+                           pool_size=192),
+    "compact_gan_x4": dict(stage="gan", lr=1e-4, batch=8, patch=384, steps=250_000, degradation="realesrgan_x4",
+                           pool_size=192),
+    # fidelity training on plain bicubic pairs: every batch is alike, so the pool has nothing to mix
+    "bicubic_x2": dict(stage="net", lr=2e-4, batch=16, patch=128, steps=100_000, degradation="bicubic_x2", pool_size=0),
+    "bicubic_x4": dict(stage="net", lr=2e-4, batch=16, patch=256, steps=100_000, degradation="bicubic_x4", pool_size=0),
 }
 
 

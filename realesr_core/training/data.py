@@ -2,12 +2,16 @@
 gray or RGBA), or LR/HR pairs matched by relative path. Files that cannot be used are skipped with one warning that
 lists them; a folder with nothing usable is an error before any training starts.
 
-Random draws (crop, flip) come from a generator seeded by (seed, epoch, index), so any item replays exactly."""
+Items are (epoch, index) pairs and their random draws (crop, flip) come from a generator seeded by (seed, epoch,
+index); `StepBatches` maps a step to its items by arithmetic alone. So any item replays exactly, and a resumed run needs
+only the step it stopped at to see the same data as an uninterrupted one."""
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,14 +133,14 @@ class HighResolutionImages(torch.utils.data.Dataset):
 
     paths: list[Path]
     seed: int = 0
-    epoch: int = 0
     side: int = CROP_OR_PAD_SIDE
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int) -> torch.Tensor:
-        generator = item_generator(self.seed, self.epoch, index)
+    def __getitem__(self, item: tuple[int, int]) -> torch.Tensor:
+        epoch, index = item
+        generator = item_generator(self.seed, epoch, index)
         return random_hflip(crop_or_pad(load_rgb(self.paths[index]), self.side, generator), generator=generator)[0]
 
 
@@ -148,14 +152,41 @@ class ImagePairs(torch.utils.data.Dataset):
     patch: int
     scale: int
     seed: int = 0
-    epoch: int = 0
 
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        generator = item_generator(self.seed, self.epoch, index)
+    def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        epoch, index = item
+        generator = item_generator(self.seed, epoch, index)
         low_path, high_path = self.pairs[index]
         low, high = paired_random_crop(load_rgb(low_path), load_rgb(high_path), self.patch, self.scale, generator)
         flipped_low, flipped_high = random_hflip(low, high, generator=generator)
         return flipped_low, flipped_high
+
+
+class StepBatches(torch.utils.data.Sampler):
+    """The (epoch, index) items of each step from `first_step` to `last_step`: the data is one endless stream, each
+    epoch a seeded permutation of the dataset, and every step takes the next `batch x world` items, rank r its r-th
+    share. (The stream crosses epoch boundaries: a folder smaller than a batch still trains.)"""
+
+    def __init__(self, size: int, batch: int, seed: int, first_step: int, last_step: int, rank: int = 0,
+                 world: int = 1) -> None:
+        self.size, self.batch, self.seed = size, batch, seed
+        self.first_step, self.last_step, self.rank, self.world = first_step, last_step, rank, world
+
+    def __len__(self) -> int:
+        return max(self.last_step - self.first_step, 0)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        for step in range(self.first_step, self.last_step):
+            start = (step * self.world + self.rank) * self.batch
+            yield [self.item(position) for position in range(start, start + self.batch)]
+
+    def item(self, position: int) -> tuple[int, int]:
+        epoch, offset = divmod(position, self.size)
+        return epoch, self._order(epoch)[offset]
+
+    @functools.lru_cache(maxsize=2)  # noqa: B019 - two epochs at most are live; the sampler lives as long as its run
+    def _order(self, epoch: int) -> list[int]:
+        return torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 7919 + epoch)).tolist()

@@ -49,7 +49,7 @@ def vgg19_weights_path(explicit: str | os.PathLike | None = None) -> Path:
         return cached
     raise RealESRError(
         f"the perceptual loss needs VGG19's ImageNet weights ({VGG19_FILE}, 548 MB) and nothing is downloaded here: "
-        f"put the file at {cached} (torchvision's cache) or name it (vgg_weights=...); the pixel, adversarial, "
+        f"put the file at {cached} (torchvision's cache) or name the file; the pixel, adversarial, "
         f"MS-SSIM and LDL losses need no pretrained network")
 
 
@@ -135,7 +135,7 @@ def gan_loss(logits: torch.Tensor, real: bool, kind: str = "vanilla", for_discri
     raise RealESRError(f"GAN loss must be one of {', '.join(GAN_KINDS)}, got {kind!r}")
 
 
-def _ssim_terms(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def ssim_terms(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-image, per-channel SSIM and its contrast-structure term, over the valid Gaussian-weighted windows."""
     coords = torch.arange(SSIM_WINDOW, device=x.device, dtype=x.dtype) - SSIM_WINDOW // 2
     taps = torch.exp(-coords ** 2 / (2 * SSIM_SIGMA ** 2))
@@ -165,7 +165,7 @@ def ms_ssim_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         x, y = output.float(), target.float()
         score = torch.ones(x.shape[:2], device=x.device)
         for scale, weight in enumerate(MS_SSIM_WEIGHTS):
-            ssim, contrast_structure = _ssim_terms(x, y)
+            ssim, contrast_structure = ssim_terms(x, y)
             last = scale == len(MS_SSIM_WEIGHTS) - 1
             score = score * (ssim if last else contrast_structure).clamp_min(1e-6) ** weight
             x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)

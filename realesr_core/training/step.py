@@ -120,12 +120,11 @@ class TrainingStep:
                 low, clean = self.pool.exchange(low, clean)
         target = ops.on_colour(clean, ops.usm_sharpen) if self.sharpen_targets else clean
         low, clean, target = (x.contiguous(memory_format=self.memory_format) for x in (low, clean, target))
-        logged = self._generator_step(low, target)
-        if "skipped" in logged:
+        logged, outputs = self._generator_step(low, target)
+        if outputs is None:
             return logged
         if self.discriminator is not None:
-            logged.update(self._discriminator_step(clean, self._last_outputs))
-        self._last_outputs = None
+            logged.update(self._discriminator_step(clean, outputs))
         self.scaler.update()
         self.ema.update(self.generator)
         for scheduler in self.schedulers:
@@ -177,7 +176,9 @@ class TrainingStep:
         device_type = next(self.generator.parameters()).device.type
         return torch.autocast(device_type, self.amp_dtype, enabled=self.amp_dtype is not None)
 
-    def _generator_step(self, low: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+    def _generator_step(self, low: torch.Tensor,
+                        target: torch.Tensor) -> tuple[dict[str, float], torch.Tensor | None]:
+        """The logged losses and G's detached outputs (for D), or `skipped` and None."""
         if self.discriminator is not None:
             self.discriminator.requires_grad_(False)
         self.optimizer.zero_grad(set_to_none=True)
@@ -194,15 +195,14 @@ class TrainingStep:
             values = {name: loss.item() for name, loss in losses.items()}
             bad = next((name for name, value in values.items() if not math.isfinite(value)), None)
             if bad is not None:
-                return self._skip(bad)
+                return self._skip(bad), None
             self.scaler.scale(sum(losses.values()) / self.accumulate).backward()
             for name, value in values.items():
                 totals[name] = totals.get(name, 0.0) + value / self.accumulate
             outputs.append(output.detach().float())
         totals["lr"] = self.optimizer.param_groups[0]["lr"]
         self._optimizer_step(self.optimizer, self.generator)
-        self._last_outputs = torch.cat(outputs).contiguous(memory_format=self.memory_format)
-        return totals
+        return totals, torch.cat(outputs).contiguous(memory_format=self.memory_format)
 
     def _generator_losses(self, low: torch.Tensor, output: torch.Tensor,
                           target: torch.Tensor) -> dict[str, torch.Tensor]:

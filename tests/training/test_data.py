@@ -15,6 +15,7 @@ from realesr_core.media.images import write_image
 from realesr_core.training.data import (
     HighResolutionImages,
     ImagePairs,
+    StepBatches,
     crop_or_pad,
     find_training_images,
     find_training_pairs,
@@ -68,11 +69,10 @@ def test_crop_or_pad_mirrors_small_images_and_replays() -> None:
 def test_high_resolution_images_differ_by_index_and_epoch_and_replay(tmp_path: Path) -> None:
     Image.fromarray(photo(160)).save(tmp_path / "a.png")
     dataset = HighResolutionImages([tmp_path / "a.png"] * 2, seed=3, side=96)
-    first, second = dataset[0], dataset[1]
+    first, second = dataset[0, 0], dataset[0, 1]
     assert first.shape == (3, 96, 96) and not torch.equal(first, second)
-    assert torch.equal(first, dataset[0])
-    dataset.epoch = 1
-    assert not torch.equal(first, dataset[0])
+    assert torch.equal(first, dataset[0, 0])
+    assert not torch.equal(first, dataset[1, 0])
 
 
 def test_pairs_match_by_relative_path_and_crop_aligned(tmp_path: Path) -> None:
@@ -84,7 +84,7 @@ def test_pairs_match_by_relative_path_and_crop_aligned(tmp_path: Path) -> None:
     Image.fromarray(low).save(tmp_path / "lr" / "sub" / "x.webp", lossless=True)
     pairs = find_training_pairs(tmp_path / "hr", tmp_path / "lr", scale=2, patch=64)
     assert pairs == [(tmp_path / "lr" / "sub" / "x.webp", tmp_path / "hr" / "sub" / "x.png")]
-    low_patch, high_patch = ImagePairs(pairs, patch=64, scale=2, seed=1)[0]
+    low_patch, high_patch = ImagePairs(pairs, patch=64, scale=2, seed=1)[0, 0]
     assert low_patch.shape == (3, 32, 32) and high_patch.shape == (3, 64, 64)
     downscaled = torch.nn.functional.interpolate(high_patch[None], scale_factor=0.5, mode="area")[0]
     assert (downscaled - low_patch).abs().mean() < 0.03  # the same place, not a neighbouring one
@@ -113,3 +113,14 @@ def test_bad_pairs_name_the_first_culprit(tmp_path: Path) -> None:
         find_training_pairs(tmp_path / "hr", tmp_path / "lr", scale=2, patch=96)
     with pytest.raises(RealESRError, match="LR folder .* does not exist"):
         find_training_pairs(tmp_path / "hr", tmp_path / "missing", scale=2, patch=32)
+
+
+def test_step_batches_are_a_function_of_the_step_and_split_the_stream_between_ranks() -> None:
+    whole = list(StepBatches(size=5, batch=4, seed=2, first_step=0, last_step=6))
+    assert all(len(batch) == 4 for batch in whole)
+    for epoch in range(4):  # each epoch visits every index once
+        assert sorted(index for batch in whole for e, index in batch if e == epoch) == list(range(5))
+    assert list(StepBatches(size=5, batch=4, seed=2, first_step=3, last_step=6)) == whole[3:]  # resume
+    ranks = [list(StepBatches(size=5, batch=2, seed=2, first_step=0, last_step=6, rank=r, world=2)) for r in (0, 1)]
+    assert [a + b for a, b in zip(*ranks, strict=True)] == whole  # two ranks of 2 = one process of 4
+    assert whole != list(StepBatches(size=5, batch=4, seed=3, first_step=0, last_step=6))

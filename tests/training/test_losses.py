@@ -13,13 +13,13 @@ from realesr_core.training.losses import (
     MS_SSIM_WEIGHTS,
     VGG_LAYERS,
     PerceptualLoss,
-    _ssim_terms,
     artifact_map,
     charbonnier_loss,
     gan_loss,
     l1_loss,
     ldl_loss,
     ms_ssim_loss,
+    ssim_terms,
     vgg19_features,
     vgg19_weights_path,
 )
@@ -142,7 +142,7 @@ def test_ssim_agrees_with_scikit_image() -> None:
     data = pytest.importorskip("skimage.data")
     target = torch.from_numpy(data.astronaut()[100:164, 120:190]).permute(2, 0, 1)[None].double() / 255
     output = (target + 0.05 * torch.randn_like(target)).clamp(0, 1)
-    ssim, _ = _ssim_terms(output, target)
+    ssim, _ = ssim_terms(output, target)
     reference = metrics.structural_similarity(
         output[0].permute(1, 2, 0).numpy(), target[0].permute(1, 2, 0).numpy(), channel_axis=2, data_range=1.0,
         gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
@@ -157,7 +157,7 @@ def test_ms_ssim_loss_combines_five_scales_and_trains() -> None:
     loss = ms_ssim_loss(output, target)
     x, y, expected = output.detach(), target, torch.ones(2, 3)
     for scale, weight in enumerate(MS_SSIM_WEIGHTS):
-        ssim, contrast_structure = _ssim_terms(x, y)
+        ssim, contrast_structure = ssim_terms(x, y)
         expected = expected * (ssim if scale == 4 else contrast_structure).clamp_min(1e-6) ** weight
         x, y = torch.nn.functional.avg_pool2d(x, 2), torch.nn.functional.avg_pool2d(y, 2)
     assert loss.item() == pytest.approx(1 - expected.mean().item(), rel=1e-5)

@@ -1,0 +1,70 @@
+"""Validation as the field reports it: PSNR and SSIM of the 8-bit result against the clean image, on RGB or on BT.601
+luma (Y in 16..235, as BasicSR and the papers' tables), with `crop_border` pixels left out at every edge. The
+low-resolution inputs are made once, with a fixed seed, so every validation of a run (and of a resumed run) sees the
+same images."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..degradation.pipeline import DegradationConfig, degrade
+from ..errors import RealESRError
+from ..imaging import luminance
+from .data import find_training_images, find_training_pairs, load_rgb
+from .losses import ssim_terms
+
+VALIDATION_SEED = 20_240_101
+Y_WEIGHTS = (65.481 / 255, 128.553 / 255, 24.966 / 255)  # ITU-R BT.601, Y = 16/255 + these · RGB
+
+
+def _prepared(image: torch.Tensor, luma: bool, crop_border: int) -> torch.Tensor:
+    image = torch.round(image.float().clamp(0, 1) * 255) / 255  # the 8-bit image a user would save
+    if luma:
+        image = 16 / 255 + luminance(image, Y_WEIGHTS)
+    if crop_border:
+        image = image[..., crop_border:-crop_border, crop_border:-crop_border]
+    return image
+
+
+def psnr(output: torch.Tensor, reference: torch.Tensor, luma: bool = False, crop_border: int = 0) -> float:
+    """PSNR in dB of `[1, 3, H, W]` images in 0..1."""
+    output, reference = _prepared(output, luma, crop_border), _prepared(reference, luma, crop_border)
+    mse = torch.mean((output.double() - reference.double()) ** 2).item()
+    return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
+
+
+def ssim(output: torch.Tensor, reference: torch.Tensor, luma: bool = False, crop_border: int = 0) -> float:
+    """SSIM (11x11 Gaussian window, sigma 1.5, valid windows, channels averaged) of `[1, 3, H, W]` images in 0..1."""
+    output, reference = _prepared(output, luma, crop_border), _prepared(reference, luma, crop_border)
+    return ssim_terms(output.double(), reference.double())[0].mean().item()
+
+
+@dataclass
+class ValidationImage:
+    name: str
+    low: torch.Tensor  # [1, 3, h, w]
+    high: torch.Tensor  # [1, 3, h * scale, w * scale]
+
+
+def validation_images(hr_dir: str | os.PathLike, scale: int, *, lr_dir: str | os.PathLike | None = None,
+                      degradation: DegradationConfig | None = None) -> list[ValidationImage]:
+    """Held-out pairs: an LR/HR pair folder, or HR images (cropped to a multiple of the scale) degraded once with a
+    fixed seed by `degradation`."""
+    if lr_dir:
+        return [ValidationImage(high.stem, load_rgb(low)[None], load_rgb(high)[None])
+                for low, high in find_training_pairs(hr_dir, lr_dir, scale, patch=1)]
+    if degradation is None:
+        raise RealESRError("validation images need a low-resolution folder (val_lr_dir) or a degradation preset "
+                           "to make their inputs")
+    images = []
+    for index, path in enumerate(find_training_images(hr_dir, min_side=scale * 8)):
+        high = load_rgb(path)[None]
+        high = high[..., :high.shape[-2] // scale * scale, :high.shape[-1] // scale * scale]
+        low = degrade(high, degradation, seed=VALIDATION_SEED + index).degraded
+        images.append(ValidationImage(Path(path).stem, low, high))
+    return images

@@ -1,0 +1,164 @@
+"""Whole runs on real photo files with small fresh networks: outputs, metrics and validation, exact resume after a
+stop, Ctrl+C or an error, and every bad input refused before the first step."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from realesr_core.models import load_model
+from realesr_core.training.config import ConfigError, build_config
+from realesr_core.training.step import NonFiniteLossError
+from realesr_core.training.trainer import TrainingRun, load_generator, train
+
+from helpers import photo
+
+FRESH_X2 = "new:srvgg:num_feat=8,num_conv=2,scale=2"
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> Path:
+    """Three training photos (one in a subfolder, one a 16-bit PNG) and a held-out one in `val/`."""
+    (tmp_path / "hr" / "more").mkdir(parents=True)
+    (tmp_path / "val").mkdir()
+    Image.fromarray(photo(96, "astronaut")).save(tmp_path / "hr" / "astronaut.png")
+    Image.fromarray(photo(112, "chelsea", 50, 100)).save(tmp_path / "hr" / "more" / "cat.jpg", quality=95)
+    sixteen = (photo(96, "rocket", 200, 200).astype(np.uint16) * 257)
+    Image.fromarray(sixteen[..., 0]).save(tmp_path / "hr" / "rocket16.png")
+    Image.fromarray(photo(64, "coffee", 100, 200)).save(tmp_path / "val" / "coffee.png")
+    return tmp_path
+
+
+def _config(root: Path, output: str = "out", **changes: object):
+    options = dict(model=FRESH_X2, hr_dir=str(root / "hr"), output_dir=str(root / output), degradation="realesrgan_x2",
+                   stage="gan", losses={"perceptual": 0.0}, discriminator_feat=8, patch=32, degrade_size=48, batch=2,
+                   pool_size=4, steps=8, lr=1e-3, log_every=2, checkpoint_every=4, workers=0, precision="fp32")
+    options.update(changes)
+    return build_config(options)
+
+
+def _weights(folder: Path) -> dict[str, dict[str, torch.Tensor]]:
+    return {name: load_file(folder / f"{name}.safetensors") for name in ("model", "generator", "discriminator")}
+
+
+def _assert_same_weights(a: Path, b: Path) -> None:
+    for name, tensors in _weights(a).items():
+        other = _weights(b)[name]
+        assert all(torch.equal(tensor, other[key]) for key, tensor in tensors.items()), name
+
+
+def test_a_run_writes_the_model_metrics_samples_and_state(photos: Path) -> None:
+    config = _config(photos, val_dir=str(photos / "val"), val_every=4, samples=1)
+    result = train(config)
+    out = photos / "out"
+    assert (result.steps, result.stopped, result.model_path) == (8, "finished", out / "model.safetensors")
+    model = load_model(out / "model.safetensors")
+    assert model.scale == 2 and model.architecture == "SRVGGNetCompact"
+    assert set(load_file(out / "discriminator.safetensors")) >= {"conv0.weight", "conv1.weight_orig"}
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows] == [2, 4, 6, 8]
+    assert {"pixel", "gan", "d_real", "d_fake", "d_real_logit", "d_fake_logit", "lr", "it_per_s"} <= set(rows[0])
+    assert "validation" in rows[1] and "validation" in rows[3] and "validation" not in rows[0]
+    assert 10 < rows[3]["validation"]["psnr"] < 60 and 0 < rows[3]["validation"]["ssim"] <= 1
+    assert result.validation == rows[3]["validation"]
+    assert sorted(p.name for p in (out / "samples").iterdir()) == ["0000004_coffee.png", "0000008_coffee.png"]
+    assert Image.open(out / "samples" / "0000008_coffee.png").size == (64, 64)
+    assert sorted(p.name for p in (out / "state").iterdir()) == ["rank0.pt"]
+
+
+def test_the_saved_model_loads_in_spandrel(photos: Path) -> None:
+    spandrel = pytest.importorskip("spandrel")
+    train(_config(photos, steps=2))
+    loaded = spandrel.ModelLoader().load_from_file(photos / "out" / "model.safetensors")
+    assert loaded.scale == 2 and loaded.architecture.id == "Compact"
+
+
+def test_a_stopped_run_resumes_bit_identical_to_an_uninterrupted_one(photos: Path) -> None:
+    train(_config(photos, "whole"))
+    calls = iter(range(100))
+    stopped = train(_config(photos, "parts"), should_stop=lambda: next(calls) == 3)
+    assert (stopped.steps, stopped.stopped) == (3, "interrupted")
+    resumed = train(_config(photos, "parts"), resume=True)
+    assert resumed.steps == 8
+    _assert_same_weights(photos / "whole", photos / "parts")
+    steps = [json.loads(line)["step"] for line in (photos / "parts" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [2, 4, 6, 8]  # no step logged twice
+
+
+def test_ctrl_c_finishes_the_step_and_saves(photos: Path) -> None:
+    train(_config(photos, "whole", steps=6))
+
+    def press_ctrl_c(done: int, total: int, values: dict) -> None:
+        if done == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    result = train(_config(photos, "parts", steps=6), progress=press_ctrl_c)
+    assert (result.steps, result.stopped) == (2, "interrupted")  # after step 2, whose progress call it interrupted
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+    train(_config(photos, "parts", steps=6), resume=True)
+    _assert_same_weights(photos / "whole", photos / "parts")
+
+
+def test_an_error_mid_run_keeps_the_work_done(photos: Path) -> None:
+    def fail(done: int, total: int, values: dict) -> None:
+        if done == 5:
+            raise RuntimeError("disk unplugged")
+
+    with pytest.raises(RuntimeError, match="disk unplugged"):
+        train(_config(photos), progress=fail)
+    state = torch.load(photos / "out" / "state" / "rank0.pt", weights_only=True)
+    assert state["step"] == 5
+    assert train(_config(photos), resume=True).steps == 8
+
+
+def test_non_finite_losses_stop_the_run_and_keep_the_last_good_checkpoint(photos: Path) -> None:
+    train(_config(photos, steps=4))  # a good checkpoint at step 4
+    before = load_file(photos / "out" / "model.safetensors")
+    broken = load_generator("new:srvgg:num_feat=8,num_conv=2,scale=2")
+    broken.network.body[-1].bias.data.fill_(float("nan"))
+    run = TrainingRun(_config(photos, steps=30), resume=True, model=broken)
+    run.step.generator.body[-1].bias.data.fill_(float("nan"))  # the resumed weights go bad
+    with pytest.raises(NonFiniteLossError, match="the pixel loss was not finite 10 steps in a row"):
+        run.run()
+    after = load_file(photos / "out" / "model.safetensors")
+    assert all(torch.equal(tensor, after[key]) for key, tensor in before.items())
+    assert torch.load(photos / "out" / "state" / "rank0.pt", weights_only=True)["step"] == 4
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"hr_dir": "nowhere"}, "training image folder .*nowhere does not exist"),
+    ({"hr_dir": "val", "patch": 80, "degrade_size": 80}, "no usable training image"),
+    ({"patch": 33}, r"patch \(33\) must be a multiple of the model's scale \(2\)"),
+    ({"degradation": "realesrgan_x4"}, "makes x4 inputs but the model is x2"),
+    ({"patch": 64}, r"patch \(64\) cannot be larger than degrade_size \(48\)"),
+    ({"model": "new:srvgg:num_feat=8,bogus=1"}, "cannot be built"),
+    ({"model": "new:transformer:"}, "unknown architecture 'transformer'"),
+    ({"losses": {}}, "--loss perceptual=0"),
+    ({"lr_dir": "val", "degradation": ""}, "has no low-resolution partner"),
+    ({"discriminator": "missing.pth"}, "missing.pth is not a file"),
+])
+def test_bad_input_is_refused_before_training(photos: Path, monkeypatch: pytest.MonkeyPatch, change: dict,
+                                             message: str) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(photos / "no-torch-home"))  # no VGG19 weights here
+    change = {key: str(photos / value) if key in ("hr_dir", "lr_dir") else value for key, value in change.items()}
+    with pytest.raises(Exception, match=message):
+        train(_config(photos, **change))
+    assert not (photos / "out" / "state").exists()
+
+
+def test_an_existing_run_needs_resume_and_a_resume_needs_the_same_run(photos: Path) -> None:
+    with pytest.raises(ConfigError, match="nothing to resume"):
+        train(_config(photos), resume=True)
+    train(_config(photos, steps=2))
+    with pytest.raises(ConfigError, match="already holds a run"):
+        train(_config(photos, steps=4))
+    with pytest.raises(ConfigError, match=r"not the run .*batch: 2 -> 4"):
+        train(_config(photos, steps=4, batch=4), resume=True)
