@@ -224,8 +224,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
     model = load_generator(args.model, args.seed or 0)  # its scale picks the degradation preset
     options = preset("finetune_pairs" if args.lr_dir else "finetune_x4plus")
-    if not args.lr_dir and model.scale in (2, 4):
-        options["degradation"] = f"realesrgan_x{model.scale}"
+    scale = model.network.scale  # what the network trains at (a rescaled model's own output is resized after it)
+    if not args.lr_dir and scale in (2, 4):
+        options["degradation"] = f"realesrgan_x{scale}"
     options.update(model=args.model, hr_dir=args.hr_dir, output_dir=args.output, batch=4, steps=5000)
     chosen = {"stage": args.stage, "steps": args.steps, "batch": args.batch, "patch": args.patch, "lr": args.lr,
               "ema_decay": args.ema_decay, "degradation": args.degradation, "lr_dir": args.lr_dir,
