@@ -246,7 +246,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _train(config: TrainingConfig, resume: bool, model: ModelDescriptor | None) -> int:
-    from .training.trainer import train
+    from .training.trainer import start_distributed, train
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under torchrun
+        start_distributed(int(os.environ.get("LOCAL_RANK", "0")), config.device)
 
     bar = ProgressBar(f"{config.stage} stage", "steps")
 

@@ -13,7 +13,6 @@ import copy
 import dataclasses
 import json
 import math
-import os
 import shutil
 import signal
 import threading
@@ -109,7 +108,7 @@ class TrainingRun:
         self.config, self.progress, self.should_stop = config, progress, should_stop
         self.output = Path(config.output_dir)
         self._check_output(resume)
-        self.rank, self.world, self.device = _start_distributed(config.device)
+        self.rank, self.world, self.device = _rank_world_device(config.device)
         self.descriptor = model or load_generator(config.model, config.seed)
         weights = config.loss_weights
         with _seeded(config.seed):
@@ -346,19 +345,23 @@ def _state_folder(output: Path) -> Path | None:
     return None
 
 
-def _start_distributed(device: str) -> tuple[int, int, torch.device]:
-    """(rank, world size, device): under torchrun the process group is started here (NCCL on GPUs, gloo on CPUs)
-    and each rank takes the GPU of its local rank."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+def start_distributed(local_rank: int, device: str = "") -> None:
+    """Joins the process group torchrun set up (its address and rank come from torchrun's environment): NCCL on
+    GPUs, where each process takes the GPU of its local rank, gloo on CPUs. The command line calls this when it runs
+    under torchrun; a library caller does the same, or starts a group of its own."""
     cuda = torch.cuda.is_available() and not device.startswith("cpu")
-    if world > 1 and not dist.is_initialized():
+    if cuda:
+        torch.cuda.set_device(local_rank)
+    if not dist.is_initialized():
         dist.init_process_group("nccl" if cuda else "gloo")
-    if world > 1 and cuda:
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        torch.cuda.set_device(local)
-        return dist.get_rank(), world, torch.device("cuda", local)
-    chosen = torch.device(device or ("cuda" if cuda else "cpu"))
-    return (dist.get_rank() if world > 1 else 0), world, chosen
+
+
+def _rank_world_device(device: str) -> tuple[int, int, torch.device]:
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        chosen = (torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl"
+                  else torch.device("cpu"))
+        return dist.get_rank(), dist.get_world_size(), chosen
+    return 0, 1, torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 def _barrier(world: int) -> None:
