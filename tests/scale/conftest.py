@@ -7,11 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 
-ray = pytest.importorskip("ray")
-
 
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[object]:
+    ray = pytest.importorskip("ray")
     from ray.cluster_utils import Cluster
 
     head = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})

@@ -4,6 +4,7 @@ request path on a logical GPU, the no-GPU error, and a corrupt input reported wh
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from pathlib import Path
@@ -18,7 +19,7 @@ from realesr_core.errors import RealESRError
 from realesr_core.media import video as video_module
 from realesr_core.media.images import read_image
 from realesr_core.models import zoo
-from realesr_core.scale.run import WorkerPool, plan_pool, run_units
+from realesr_core.scale.run import WorkerPool, connect, plan_pool, run_units
 from realesr_core.scale.units import MANIFEST_NAME, ImageUnit, Job
 from realesr_core.upscaling import UpscaleOptions
 
@@ -43,6 +44,12 @@ def outputs(folder: Path) -> dict[str, bytes]:
 
 def manifest(folder: Path) -> list[dict]:
     return [json.loads(line) for line in (folder / MANIFEST_NAME).read_text().splitlines()]
+
+
+def test_without_ray_the_error_names_the_extra(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails as if it were not installed
+    with pytest.raises(RealESRError, match=r"pip install 'realesr\[ray\]'"):
+        connect("local")
 
 
 def test_images_and_a_video_give_the_bytes_of_the_plain_run(cluster, tmp_path: Path, monkeypatch) -> None:
