@@ -24,7 +24,7 @@ from ..files import WorkFolder, write_atomically
 from ..models.descriptor import describe
 from ..upscaling.channels import from_model_channels
 from ..upscaling.options import UpscaleOptions
-from ..upscaling.streaming import TileRows, upscale_rows
+from ..upscaling.streaming import TileRows, band_tile, upscale_rows
 from .images import (
     LoadedImage,
     detect_format,
@@ -42,8 +42,8 @@ CONVERT_ROWS = 64  # output rows turned into stored pixels at a time (a small fl
 # The in-memory path holds the float32 result and a few working copies of it: stream once that would pass this
 # share of the memory available.
 IN_MEMORY_SHARE = 0.25
-# Tile size of an image whose rows of tiles are spread over workers when none is asked for: the planner cannot see
-# the workers' memory, and every worker must make the same grid.
+# Largest tile of an image whose rows of tiles are spread over workers when none is asked for (smaller where a row's
+# output would pass BAND_BYTES): the planner cannot see the workers' memory, and every worker must make the same grid.
 SPREAD_TILE = 512
 
 
@@ -203,7 +203,7 @@ def plan_tile_rows(model: Any, source: str | os.PathLike, target: str | os.PathL
     if isinstance(loaded.pixels, TiffRows):
         loaded.pixels.close()
     height, width, channels = loaded.pixels.shape
-    options = replace(options, tile=options.tile or SPREAD_TILE)
+    options = replace(options, tile=options.tile or min(SPREAD_TILE, band_tile(model, width)))
     rows = TileRows(model, height, width, channels, options)
     geotiff = scaled_geotiff(loaded.geotiff, rows.scale) if loaded.geotiff else None
     return TileRowPlan(source, target, options, (height, width, channels), rows.scale, bit_depth or loaded.bit_depth,

@@ -49,6 +49,12 @@ def upscale_rows(model: Any, read_rows: RowReader, height: int, width: int, chan
         del output  # the next row's buffer is made after this one is gone (the consumer has let go of its rows)
 
 
+def band_tile(model: Any, width: int) -> int:
+    """The largest tile whose row of output, as wide as the whole result, stays within BAND_BYTES."""
+    model = describe(model)
+    return max(64, BAND_BYTES // (width * model.scale**2 * model.out_channels * 4))
+
+
 class TileRows:
     """The tile grid of an image upscaled a row of tiles at a time, and each row's output. Rows can be upscaled
     anywhere and in any order (a Ray worker each): a row's output, added to the rows its neighbours leave to be
@@ -65,7 +71,7 @@ class TileRows:
         self.plan = plan = make_plan(model, torch.empty(1, channels, height, width, device="meta"), options, progress,
                                      cancel)
         if options.tile == 0:
-            plan.tile = min(plan.tile, max(64, BAND_BYTES // (width * self.scale**2 * model.out_channels * 4)))
+            plan.tile = min(plan.tile, band_tile(model, width))
         self.grid, self.padding = make_grid(height, width, plan.tile, plan.overlap, plan.blend, plan.border,
                                             model.size_multiple)
         self.count = self.grid.rows.count(0)
