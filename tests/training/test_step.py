@@ -158,3 +158,52 @@ def test_bad_batches_are_clear_errors_before_any_update(tiny_srvgg) -> None:
     with pytest.raises(RealESRError, match=r"expected 3 \(RGB\) channels, got 4"):
         TrainingStep(tiny_srvgg, "bicubic_x4", pool_size=2)(torch.rand(2, 4, 32, 32), 0)
     assert all(torch.equal(value, tiny_srvgg.state_dict()[key]) for key, value in before.items())
+
+
+def _paired_step(network: torch.nn.Module, **options: object) -> TrainingStep:
+    torch.manual_seed(0)
+    return TrainingStep(copy.deepcopy(network), None, weights=LossWeights(gan=0.1),
+                        discriminator=UNetDiscriminatorSN(num_feat=8), lr=1e-3, **options)
+
+
+def _paired_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    high = torch.cat([to_tensor(photo(64, name)) for name in ("astronaut", "chelsea", "coffee", "rocket")])
+    return high, F.interpolate(high, scale_factor=0.25, mode="area")
+
+
+def test_accumulated_micro_batches_give_the_whole_batch_update(tiny_srvgg) -> None:
+    """Exact for G's losses; D's spectral norm takes one power iteration per micro-batch, so the GAN stage is close
+    rather than equal (as in every trainer that accumulates)."""
+    high, low = _paired_batch()
+    whole, split = (TrainingStep(copy.deepcopy(tiny_srvgg), None, lr=1e-3, accumulate=count) for count in (1, 2))
+    logged_whole, logged_split = whole(high, 0, low=low), split(high, 0, low=low)
+    assert logged_split["pixel"] == pytest.approx(logged_whole["pixel"], rel=1e-5)
+    ours, theirs = (step.optimizer.state_dict()["state"] for step in (split, whole))
+    for index, moments in theirs.items():  # Adam's first moment is 0.1 x the first gradient
+        torch.testing.assert_close(ours[index]["exp_avg"], moments["exp_avg"], rtol=1e-4, atol=1e-9)
+    assert _paired_step(tiny_srvgg, accumulate=2)(high, 0, low=low)["d_fake"] > 0
+    with pytest.raises(RealESRError, match="multiple of accumulate"):
+        _paired_step(tiny_srvgg, accumulate=3)(high, 0, low=low)
+
+
+def test_gradient_clipping_bounds_the_update(tiny_srvgg) -> None:
+    high, low = _paired_batch()
+    free, clipped = _paired_step(tiny_srvgg), _paired_step(tiny_srvgg, grad_clip=1e-9)
+    free(high, 0, low=low)
+    clipped(high, 0, low=low)
+    start = tiny_srvgg.state_dict()
+    moved = {name: max((step.generator.state_dict()[k] - v).abs().max().item() for k, v in start.items())
+             for name, step in (("free", free), ("clipped", clipped))}
+    # Adam's first step moves every weight by about lr whatever the gradient's size, unless clipping made it ~0
+    assert moved["free"] == pytest.approx(1e-3, rel=0.05) and moved["clipped"] < moved["free"]
+
+
+def test_bf16_autocast_and_channels_last_train_finite_and_close_to_fp32(tiny_srvgg) -> None:
+    high, low = _paired_batch()
+    fp32, bf16 = _paired_step(tiny_srvgg), _paired_step(tiny_srvgg, amp_dtype=torch.bfloat16, channels_last=True)
+    for index in range(3):
+        expected, logged = fp32(high, index, low=low), bf16(high, index, low=low)
+        assert all(math.isfinite(value) for value in logged.values())
+        assert logged["pixel"] == pytest.approx(expected["pixel"], rel=0.05)
+    assert bf16.generator.body[0].weight.dtype == torch.float32  # autocast: the weights stay fp32
+    assert bf16.generator.body[0].weight.is_contiguous(memory_format=torch.channels_last)
