@@ -3,6 +3,8 @@
 `models/` (networks, the discriminator, loading) and `degradation/` (pairs made on the fly)."""
 
 from .config import PRESETS, TrainingConfig, build_config, load_config_file
+from .data import TrainingImages
 from .trainer import TrainingResult, TrainingRun, train
 
-__all__ = ["PRESETS", "TrainingConfig", "TrainingResult", "TrainingRun", "build_config", "load_config_file", "train"]
+__all__ = ["PRESETS", "TrainingConfig", "TrainingImages", "TrainingResult", "TrainingRun", "build_config",
+           "load_config_file", "train"]

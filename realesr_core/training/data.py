@@ -1,6 +1,8 @@
 """Training images as people have them: a folder of high-resolution images (any format our readers take, 8 or 16 bit,
 gray or RGBA), or LR/HR pairs matched by relative path. Files that cannot be used are skipped with one warning that
-lists them; a folder with nothing usable is an error before any training starts.
+lists them; a folder with nothing usable is an error before any training starts. Images already in memory (ComfyUI
+hands them over as tensors) are `TrainingImages`, checked as strictly: each was chosen, so a bad one is an error
+naming it.
 
 Items are (epoch, index) pairs and their random draws (crop, flip) come from a generator seeded by (seed, epoch,
 index); `StepBatches` maps a step to its items by arithmetic alone. So any item replays exactly, and a resumed run needs
@@ -11,8 +13,8 @@ from __future__ import annotations
 import functools
 import os
 import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -22,6 +24,7 @@ from ..errors import ImageError, RealESRError
 from ..media.images import READABLE_SUFFIXES, image_shape, read_image
 
 CROP_OR_PAD_SIDE = 400  # the official dataset crops or pads every ground truth to 400x400 before degrading it
+ImageSource = Path | torch.Tensor  # an image file, or an image in memory: [C, H, W] float in 0..1, C = 1, 3 or 4
 
 
 def _image_files(folder: Path, what: str) -> list[Path]:
@@ -82,9 +85,60 @@ def find_training_pairs(hr_folder: str | os.PathLike, lr_folder: str | os.PathLi
     return pairs
 
 
-def load_rgb(path: Path) -> torch.Tensor:
-    """`[3, H, W]` float32 in 0..1: gray is repeated, alpha dropped (the networks train on colour)."""
-    image = read_image(path).tensor[0]
+@dataclass
+class TrainingImages:
+    """Training data already in memory, in place of the config's folders: `[C, H, W]` float tensors in 0..1 (C = 1,
+    3 or 4; sizes may differ). `low[i]` is the low-resolution partner of `high[i]` for paired training (None: the
+    degradation makes the inputs); `validation_high` (and, paired, `validation_low`) are held-out images."""
+
+    high: list[torch.Tensor]
+    low: list[torch.Tensor] | None = None
+    validation_high: list[torch.Tensor] = field(default_factory=list)
+    validation_low: list[torch.Tensor] | None = None
+
+
+def _check_memory_image(image: torch.Tensor, what: str) -> tuple[int, int]:
+    if image.dim() != 3 or image.shape[0] not in (1, 3, 4) or not image.is_floating_point():
+        raise RealESRError(f"{what} must be a float [C, H, W] tensor with 1, 3 or 4 channels, got "
+                           f"{image.dtype} {list(image.shape)}")
+    return int(image.shape[-2]), int(image.shape[-1])
+
+
+def memory_images(images: Sequence[torch.Tensor], min_side: int, what: str = "training image") -> list[torch.Tensor]:
+    """The in-memory counterpart of find_training_images: every image a float `[C, H, W]` whose shorter side is at
+    least `min_side`, else an error naming it by position."""
+    if not images:
+        raise RealESRError(f"no {what}s were given")
+    for index, image in enumerate(images):
+        height, width = _check_memory_image(image, f"{what} {index + 1} of {len(images)}")
+        if min(height, width) < min_side:
+            raise RealESRError(f"{what} {index + 1} of {len(images)} is {width}x{height}, smaller than the "
+                               f"{min_side}-px patch: leave it out or use a smaller patch")
+    return list(images)
+
+
+def memory_pairs(high: Sequence[torch.Tensor], low: Sequence[torch.Tensor], scale: int,
+                 patch: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The in-memory counterpart of find_training_pairs: (low, high) by position, as many of each, every low image
+    exactly high / scale and every high one at least `patch` a side; the first bad pair is named."""
+    if len(high) != len(low):
+        raise RealESRError(f"{len(high)} high-resolution images but {len(low)} low-resolution ones: pairs go by "
+                           f"position, so give as many of each")
+    memory_images(high, patch, "high-resolution image")
+    for index, (high_image, low_image) in enumerate(zip(high, low, strict=True)):
+        high_h, high_w = high_image.shape[-2:]
+        low_h, low_w = _check_memory_image(low_image, f"low-resolution image {index + 1} of {len(low)}")
+        if (low_h * scale, low_w * scale) != (high_h, high_w):
+            raise RealESRError(f"low-resolution image {index + 1} is {low_w}x{low_h} but its partner is "
+                               f"{high_w}x{high_h}; at scale {scale} it must be exactly "
+                               f"{high_w / scale:g}x{high_h / scale:g}")
+    return list(zip(low, high, strict=True))
+
+
+def load_rgb(source: ImageSource) -> torch.Tensor:
+    """`[3, H, W]` float32 in 0..1 from a file or an image in memory: gray is repeated, alpha dropped (the networks
+    train on colour)."""
+    image = source.float() if isinstance(source, torch.Tensor) else read_image(source).tensor[0]
     return image.expand(3, -1, -1).clone() if image.shape[0] == 1 else image[:3]
 
 
@@ -131,24 +185,24 @@ def paired_random_crop(low: torch.Tensor, high: torch.Tensor, patch: int, scale:
 class HighResolutionImages(torch.utils.data.Dataset):
     """Ground truths for on-the-fly degradation: each image cropped or padded to 400² and maybe flipped."""
 
-    paths: list[Path]
+    images: list[ImageSource]
     seed: int = 0
     side: int = CROP_OR_PAD_SIDE
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.images)
 
     def __getitem__(self, item: tuple[int, int]) -> torch.Tensor:
         epoch, index = item
         generator = item_generator(self.seed, epoch, index)
-        return random_hflip(crop_or_pad(load_rgb(self.paths[index]), self.side, generator), generator=generator)[0]
+        return random_hflip(crop_or_pad(load_rgb(self.images[index]), self.side, generator), generator=generator)[0]
 
 
 @dataclass
 class ImagePairs(torch.utils.data.Dataset):
     """Paired fine-tuning data: aligned random crops of (low, high) with the same flip."""
 
-    pairs: list[tuple[Path, Path]]
+    pairs: list[tuple[ImageSource, ImageSource]]  # (low, high)
     patch: int
     scale: int
     seed: int = 0
@@ -159,8 +213,8 @@ class ImagePairs(torch.utils.data.Dataset):
     def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         epoch, index = item
         generator = item_generator(self.seed, epoch, index)
-        low_path, high_path = self.pairs[index]
-        low, high = paired_random_crop(load_rgb(low_path), load_rgb(high_path), self.patch, self.scale, generator)
+        low_source, high_source = self.pairs[index]
+        low, high = paired_random_crop(load_rgb(low_source), load_rgb(high_source), self.patch, self.scale, generator)
         flipped_low, flipped_high = random_hflip(low, high, generator=generator)
         return flipped_low, flipped_high
 

@@ -37,10 +37,19 @@ from ..models.archs.discriminator import UNetDiscriminatorSN
 from ..models.rescaled import OutputRescaled
 from ..upscaling.device import cpu_has_native_bf16
 from .config import ConfigError, TrainingConfig
-from .data import HighResolutionImages, ImagePairs, StepBatches, find_training_images, find_training_pairs
+from .data import (
+    HighResolutionImages,
+    ImagePairs,
+    StepBatches,
+    TrainingImages,
+    find_training_images,
+    find_training_pairs,
+    memory_images,
+    memory_pairs,
+)
 from .losses import PerceptualLoss, vgg19_features
 from .step import NonFiniteLossError, TrainingStep
-from .validation import ValidationImage, psnr, ssim, validation_images
+from .validation import ValidationImage, memory_validation_images, psnr, ssim, validation_images
 
 # options a resumed run may change; any other difference means another run
 CHANGEABLE_ON_RESUME = {"steps", "val_every", "checkpoint_every", "log_every", "samples", "workers", "device",
@@ -101,11 +110,18 @@ def training_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 
 class TrainingRun:
     """Everything checked and built (data, networks, losses, the step, validation inputs, a resumed state), ready
-    to `run()`. `model` stands in for `config.model` when the caller already has one (ComfyUI's UPSCALE_MODEL)."""
+    to `run()`. `model` stands in for `config.model` when the caller already has one (ComfyUI's UPSCALE_MODEL), and
+    `images` for the config's folders (hr_dir, lr_dir, val_dir, val_lr_dir, which must then be empty) when the
+    caller holds the images in memory (ComfyUI's IMAGE lists)."""
 
     def __init__(self, config: TrainingConfig, *, resume: bool = False, model: ModelDescriptor | None = None,
-                 progress: Progress | None = None, should_stop: Callable[[], bool] | None = None) -> None:
-        self.config, self.progress, self.should_stop = config, progress, should_stop
+                 progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
+                 images: TrainingImages | None = None) -> None:
+        self.config, self.progress, self.should_stop, self.images = config, progress, should_stop, images
+        if images is not None and (config.hr_dir or config.lr_dir or config.val_dir or config.val_lr_dir):
+            raise ConfigError("images in memory replace the folders: leave hr_dir, lr_dir, val_dir and val_lr_dir "
+                              "empty")
+        self.paired = bool(config.lr_dir) or (images is not None and images.low is not None)
         self.output = Path(config.output_dir)
         self._check_output(resume)
         self.rank, self.world, self.device = _rank_world_device(config.device)
@@ -119,12 +135,13 @@ class TrainingRun:
         self._check_scale_and_patch()
         self.dataset = self._dataset()
         perceptual = self._perceptual() if weights.perceptual else None
-        self.validation = self._validation_images() if self.rank == 0 and config.val_dir else []
+        wants_validation = config.val_dir or (images is not None and images.validation_high)
+        self.validation = self._validation_images() if self.rank == 0 and wants_validation else []
         generator = _trainable_copy(network).to(self.device)
         self.step = TrainingStep(
             generator, self.degradation, weights=weights, discriminator=discriminator and discriminator.to(self.device),
             perceptual=perceptual and perceptual.to(self.device), lr=config.lr, discriminator_lr=config.discriminator_lr,
-            ema_decay=config.ema_decay, pool_size=0 if config.lr_dir else config.pool_size, gan_kind=config.gan_kind,
+            ema_decay=config.ema_decay, pool_size=0 if self.paired else config.pool_size, gan_kind=config.gan_kind,
             seed=config.seed, milestones=config.milestones, gamma=config.gamma, patch=config.patch,
             accumulate=config.accumulate, amp_dtype=training_dtype(config.precision, self.device),
             grad_clip=config.grad_clip, channels_last=config.channels_last, compile=config.compile)
@@ -150,13 +167,18 @@ class TrainingRun:
         if (config.patch // self.scale) % multiple:
             raise ConfigError(f"the low-resolution patch ({config.patch // self.scale}) must be a multiple of "
                               f"{multiple} for this network")
-        if not config.lr_dir and config.patch > config.degrade_size:
+        if not self.paired and config.patch > config.degrade_size:
             raise ConfigError(f"the patch ({config.patch}) cannot be larger than degrade_size ({config.degrade_size})")
-        if not config.lr_dir and config.degrade_size % (self.scale * multiple):
+        if not self.paired and config.degrade_size % (self.scale * multiple):
             raise ConfigError(f"degrade_size ({config.degrade_size}) must be a multiple of {self.scale * multiple}")
 
     def _dataset(self) -> torch.utils.data.Dataset:
-        config = self.config
+        config, images = self.config, self.images
+        if images is not None and images.low is not None:
+            return ImagePairs(memory_pairs(images.high, images.low, self.scale, config.patch), config.patch,
+                              self.scale, config.seed)
+        if images is not None:
+            return HighResolutionImages(memory_images(images.high, config.patch), config.seed, config.degrade_size)
         if config.lr_dir:
             return ImagePairs(find_training_pairs(config.hr_dir, config.lr_dir, self.scale, config.patch),
                               config.patch, self.scale, config.seed)
@@ -176,7 +198,10 @@ class TrainingRun:
                               f"the file with --set vgg19=PATH") from exc
 
     def _validation_images(self) -> list[ValidationImage]:
-        config = self.config
+        config, images = self.config, self.images
+        if images is not None:
+            return memory_validation_images(images.validation_high, self.scale, low=images.validation_low,
+                                            degradation=self.degradation)
         return validation_images(config.val_dir, self.scale, lr_dir=config.val_lr_dir or None,
                                  degradation=self.degradation)
 
@@ -248,7 +273,7 @@ class TrainingRun:
         loader = torch.utils.data.DataLoader(self.dataset, batch_sampler=sampler, num_workers=config.workers,
                                              pin_memory=self.device.type == "cuda")
         for batch in loader:
-            if config.lr_dir:
+            if self.paired:
                 low, high = batch
                 yield high.to(self.device, non_blocking=True), low.to(self.device, non_blocking=True)
             else:
@@ -327,9 +352,11 @@ class TrainingRun:
 
 
 def train(config: TrainingConfig, *, resume: bool = False, model: ModelDescriptor | None = None,
-          progress: Progress | None = None, should_stop: Callable[[], bool] | None = None) -> TrainingResult:
+          progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
+          images: TrainingImages | None = None) -> TrainingResult:
     """Checks everything, then trains (see TrainingRun)."""
-    return TrainingRun(config, resume=resume, model=model, progress=progress, should_stop=should_stop).run()
+    return TrainingRun(config, resume=resume, model=model, progress=progress, should_stop=should_stop,
+                       images=images).run()
 
 
 def _trainable_copy(network: torch.nn.Module) -> torch.nn.Module:

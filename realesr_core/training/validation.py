@@ -15,7 +15,7 @@ import torch
 from ..degradation.pipeline import DegradationConfig, degrade
 from ..errors import RealESRError
 from ..imaging import luminance
-from .data import find_training_images, find_training_pairs, load_rgb
+from .data import ImageSource, find_training_images, find_training_pairs, load_rgb, memory_images, memory_pairs
 from .losses import ssim_terms
 
 VALIDATION_SEED = 20_240_101
@@ -58,13 +58,29 @@ def validation_images(hr_dir: str | os.PathLike, scale: int, *, lr_dir: str | os
     if lr_dir:
         return [ValidationImage(high.stem, load_rgb(low)[None], load_rgb(high)[None])
                 for low, high in find_training_pairs(hr_dir, lr_dir, scale, patch=1)]
+    return _degraded(find_training_images(hr_dir, min_side=scale * 8), scale, degradation)
+
+
+def memory_validation_images(high: list[torch.Tensor], scale: int, *, low: list[torch.Tensor] | None = None,
+                             degradation: DegradationConfig | None = None) -> list[ValidationImage]:
+    """validation_images for images in memory (`[C, H, W]` in 0..1): pairs by position, or high-resolution images
+    degraded once with the fixed seed; named image1, image2, ..."""
+    if low is not None:
+        return [ValidationImage(f"image{index + 1}", load_rgb(low_image)[None], load_rgb(high_image)[None])
+                for index, (low_image, high_image) in enumerate(memory_pairs(high, low, scale, patch=1))]
+    return _degraded(memory_images(high, scale * 8, "validation image"), scale, degradation)
+
+
+def _degraded(sources: list[ImageSource], scale: int,
+              degradation: DegradationConfig | None) -> list[ValidationImage]:
     if degradation is None:
-        raise RealESRError("validation images need a low-resolution folder (val_lr_dir) or a degradation preset "
+        raise RealESRError("validation images need low-resolution partners (val_lr_dir) or a degradation preset "
                            "to make their inputs")
     images = []
-    for index, path in enumerate(find_training_images(hr_dir, min_side=scale * 8)):
-        high = load_rgb(path)[None]
+    for index, source in enumerate(sources):
+        high = load_rgb(source)[None]
         high = high[..., :high.shape[-2] // scale * scale, :high.shape[-1] // scale * scale]
         low = degrade(high, degradation, seed=VALIDATION_SEED + index).degraded
-        images.append(ValidationImage(Path(path).stem, low, high))
+        name = source.stem if isinstance(source, Path) else f"image{index + 1}"
+        images.append(ValidationImage(name, low, high))
     return images

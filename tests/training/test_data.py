@@ -21,6 +21,8 @@ from realesr_core.training.data import (
     find_training_pairs,
     item_generator,
     load_rgb,
+    memory_images,
+    memory_pairs,
     paired_random_crop,
 )
 
@@ -113,6 +115,30 @@ def test_bad_pairs_name_the_first_culprit(tmp_path: Path) -> None:
         find_training_pairs(tmp_path / "hr", tmp_path / "lr", scale=2, patch=96)
     with pytest.raises(RealESRError, match="LR folder .* does not exist"):
         find_training_pairs(tmp_path / "hr", tmp_path / "missing", scale=2, patch=32)
+
+
+def test_images_in_memory_load_as_files_do_and_bad_ones_are_named() -> None:
+    rgba, gray = torch.rand(4, 44, 48), torch.rand(1, 40, 48)
+    assert torch.equal(load_rgb(rgba), rgba[:3]) and torch.equal(load_rgb(gray), gray.expand(3, -1, -1))
+    assert memory_images([rgba, gray], min_side=40) == [rgba, gray]
+    with pytest.raises(RealESRError, match="training image 2 of 2 is 48x40, smaller than the 41-px patch"):
+        memory_images([rgba, gray], min_side=41)
+    with pytest.raises(RealESRError, match=r"image 1 of 1 must be a float \[C, H, W\] tensor"):
+        memory_images([torch.zeros(2, 40, 40)], min_side=8)
+    with pytest.raises(RealESRError, match="no training images"):
+        memory_images([], min_side=8)
+
+
+def test_pairs_in_memory_go_by_position_and_bad_ones_are_named() -> None:
+    high, low = torch.rand(3, 64, 48), torch.rand(3, 32, 24)
+    assert memory_pairs([high], [low], scale=2, patch=32) == [(low, high)]
+    with pytest.raises(RealESRError, match="2 high-resolution images but 1 low-resolution"):
+        memory_pairs([high, high], [low], scale=2, patch=32)
+    with pytest.raises(RealESRError, match="low-resolution image 1 is 24x32 but its partner is 48x64; at scale 4 it "
+                                           "must be exactly 12x16"):
+        memory_pairs([high], [low], scale=4, patch=32)
+    with pytest.raises(RealESRError, match="high-resolution image 1 of 1 is 48x64, smaller than the 64-px patch"):
+        memory_pairs([high], [low], scale=2, patch=64)
 
 
 def test_step_batches_are_a_function_of_the_step_and_split_the_stream_between_ranks() -> None:

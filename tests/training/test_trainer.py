@@ -14,8 +14,10 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+from realesr_core import RealESRError
 from realesr_core.models import load_model
 from realesr_core.training.config import ConfigError, build_config
+from realesr_core.training.data import TrainingImages, find_training_images, load_rgb
 from realesr_core.training.step import NonFiniteLossError
 from realesr_core.training.trainer import TrainingRun, load_generator, train
 
@@ -162,3 +164,26 @@ def test_an_existing_run_needs_resume_and_a_resume_needs_the_same_run(photos: Pa
         train(_config(photos, steps=4))
     with pytest.raises(ConfigError, match=r"not the run .*batch: 2 -> 4"):
         train(_config(photos, steps=4, batch=4), resume=True)
+
+
+def test_images_in_memory_train_exactly_as_the_same_images_in_folders(photos: Path) -> None:
+    """ComfyUI hands images over as tensors: the run on them is the run on the files they were read from."""
+    config = _config(photos, steps=2, val_dir=str(photos / "val"), val_every=2)
+    on_files = train(config)
+    images = TrainingImages([load_rgb(path) for path in find_training_images(photos / "hr", 1)],
+                            validation_high=[load_rgb(photos / "val" / "coffee.png")])
+    in_memory = train(config.replace(hr_dir="", val_dir="", output_dir=str(photos / "memory")), images=images)
+    _assert_same_weights(photos / "out", photos / "memory")
+    assert in_memory.validation == on_files.validation
+
+
+def test_image_pairs_in_memory_train_without_folders(photos: Path) -> None:
+    high = [load_rgb(path) for path in find_training_images(photos / "hr", 1)]
+    low = [torch.nn.functional.interpolate(image[None], scale_factor=0.5, mode="area")[0] for image in high]
+    config = _config(photos, steps=2, pool_size=0).replace(hr_dir="")
+    result = train(config, images=TrainingImages(high, low, validation_high=high[:1], validation_low=low[:1]))
+    assert result.stopped == "finished" and 10 < result.validation["psnr"] < 60
+    with pytest.raises(ConfigError, match="images in memory replace the folders"):
+        TrainingRun(_config(photos, output="other"), images=TrainingImages(high))
+    with pytest.raises(RealESRError, match="2 high-resolution images but 3 low-resolution"):
+        TrainingRun(config.replace(output_dir=str(photos / "other")), images=TrainingImages(high[:2], low))
