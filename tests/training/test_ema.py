@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from realesr_core.training.ema import ModelEMA
+from realesr_core.training.ema import ModelEMA, decay_for_run
 
 
 def test_update_moves_parameters_by_one_minus_decay_and_copies_buffers() -> None:
@@ -32,3 +32,8 @@ def test_update_moves_parameters_by_one_minus_decay_and_copies_buffers() -> None
 def test_decay_out_of_range_is_refused() -> None:
     with pytest.raises(ValueError, match="decay"):
         ModelEMA(nn.Linear(2, 2), decay=1.0)
+
+
+def test_short_runs_average_over_their_last_tenth() -> None:
+    assert decay_for_run(100_000) == 0.999 and decay_for_run(10_000) == pytest.approx(0.999)
+    assert decay_for_run(300) == pytest.approx(1 - 1 / 30) and decay_for_run(5) == 0.0
