@@ -1,6 +1,7 @@
 """ComfyUI node adapters over realesr_core; every id is prefixed so nothing clashes with built-ins or other packs."""
 
 from .degradation import JPEG, Blur, Degrade, Noise, Resize, SincFilter, USMSharpen
+from .training import FineTune, LoadTrainingImages, LossGraph
 from .upscale import LoadModel, ModelBlend, SaveModel, Upscale
 from .video import UpscaleVideo
 
@@ -17,6 +18,9 @@ _NODES = {
     "RealESR_Resize": (Resize, "Degrade: Resize (realesr)"),
     "RealESR_SincFilter": (SincFilter, "Degrade: Sinc Filter (realesr)"),
     "RealESR_USMSharpen": (USMSharpen, "USM Sharpen (realesr)"),
+    "RealESR_LoadTrainingImages": (LoadTrainingImages, "Load Training Images (realesr)"),
+    "RealESR_FineTune": (FineTune, "Fine-tune Upscale Model (realesr)"),
+    "RealESR_LossGraph": (LossGraph, "Loss Graph (realesr)"),
 }
 
 NODE_CLASS_MAPPINGS = {node_id: cls for node_id, (cls, _) in _NODES.items()}

@@ -124,6 +124,19 @@ def video_from_file(path: Path) -> Any:
     return video_types.VideoFromFile(str(path)) if video_types else path
 
 
+def input_subfolders() -> list[str]:
+    """Every folder inside ComfyUI's input directory (recursively, '/'-separated), as core's dataset nodes list
+    them; none without ComfyUI."""
+    folder_paths = _comfy("folder_paths", "get_input_subfolders")
+    return list(folder_paths.get_input_subfolders()) if folder_paths else []
+
+
+def input_folder() -> Path:
+    """ComfyUI's input directory; ./input without ComfyUI."""
+    folder_paths = _comfy("folder_paths", "get_input_directory")
+    return Path(folder_paths.get_input_directory()) if folder_paths else Path.cwd() / "input"
+
+
 def model_files() -> list[str]:
     folder_paths = _comfy("folder_paths", "get_filename_list")
     return list(folder_paths.get_filename_list(UPSCALE_FOLDER)) if folder_paths else []

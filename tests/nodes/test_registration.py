@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -12,12 +13,23 @@ import pytest
 import nodes
 from nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
 
-CATEGORIES = ("model/loaders", "advanced/model_merging", "image/upscaling", "image/degradation", "image/video")  # core's
-TYPES = {"IMAGE", "MASK", "UPSCALE_MODEL", "VIDEO", "INT", "FLOAT", "STRING", "BOOLEAN"}
+CATEGORIES = ("model/loaders", "advanced/model_merging", "image/upscaling", "image/degradation", "image/video",
+              "dataset", "training")  # core's
+TYPES = {"IMAGE", "MASK", "UPSCALE_MODEL", "VIDEO", "LOSS_MAP", "INT", "FLOAT", "STRING", "BOOLEAN"}
+
+
+@pytest.fixture
+def input_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """ComfyUI's input directory with one folder in it, for the nodes that list its folders."""
+    (tmp_path / "photos").mkdir()
+    module = types.ModuleType("folder_paths")
+    module.get_input_directory = lambda: str(tmp_path)
+    module.get_input_subfolders = lambda: ["photos"]
+    monkeypatch.setitem(sys.modules, "folder_paths", module)
 
 
 @pytest.mark.parametrize("node_id", sorted(NODE_CLASS_MAPPINGS))
-def test_input_types_are_well_formed(node_id: str) -> None:
+def test_input_types_are_well_formed(node_id: str, input_folder: None) -> None:
     cls = NODE_CLASS_MAPPINGS[node_id]
     assert node_id.startswith("RealESR_") and node_id in NODE_DISPLAY_NAME_MAPPINGS
     assert cls.DESCRIPTION and cls.CATEGORY in CATEGORIES
