@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from nodes import NODE_CLASS_MAPPINGS
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
-from helpers import photo  # noqa: E402
+from helpers import make_clip, photo  # noqa: E402
 from workflow_format import BUILTINS, CONTROL, FREE_CANVAS, UPLOAD, node_box, signature, to_api  # noqa: E402
 
 WORKFLOWS = sorted((ROOT / "example_workflows").glob("*.json"))
@@ -26,8 +27,8 @@ def load(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def test_there_are_seven_with_thumbnails() -> None:
-    assert len(WORKFLOWS) == 7
+def test_there_are_eight_with_thumbnails() -> None:
+    assert len(WORKFLOWS) == 8
     for path in WORKFLOWS:
         thumbnail = path.with_suffix(".jpg")
         assert thumbnail.exists(), f"{path.name} has no thumbnail"
@@ -86,9 +87,11 @@ def test_our_widgets_match_input_types(path: Path) -> None:
 
 
 class StandIns:
-    """LoadImage / SaveImage / PreviewImage and ComfyUI's own upscale loader and node, minimal but real."""
+    """LoadImage / SaveImage / PreviewImage, LoadVideo / SaveVideo (a VIDEO is a file path without ComfyUI) and
+    ComfyUI's own upscale loader and node, minimal but real."""
 
-    saved: list[torch.Tensor] = []
+    saved: list = []
+    clip: Path | None = None
 
     @staticmethod
     def LoadImage(image: str):
@@ -102,6 +105,15 @@ class StandIns:
         return ()
 
     PreviewImage = SaveImage
+
+    @classmethod
+    def LoadVideo(cls, file: str):
+        return (cls.clip,)
+
+    @classmethod
+    def SaveVideo(cls, video, filename_prefix="ComfyUI", format="auto", codec="auto"):
+        cls.saved.append(video)
+        return ()
 
     @staticmethod
     def UpscaleModelLoader(model_name: str):
@@ -133,7 +145,7 @@ def execute(prompt: dict) -> None:
         return results[node_id]
 
     for node_id, node in prompt.items():
-        if node["class_type"] in ("SaveImage", "PreviewImage") or getattr(
+        if BUILTINS.get(node["class_type"], {}).get("output_node") or getattr(
                 NODE_CLASS_MAPPINGS.get(node["class_type"]), "OUTPUT_NODE", False):
             run(node_id)
 
@@ -165,6 +177,23 @@ def test_workflows_execute(name: str) -> None:
     assert sizes == sorted(EXPECTED[name])
     for image in StandIns.saved:
         assert torch.isfinite(image).all() and 0 <= image.min() and image.max() <= 1
+
+
+def test_video_workflow_executes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Load Video -> our loader -> Upscale Video -> Save Video: every frame x4, the audio kept."""
+    av = pytest.importorskip("av")
+    prompt = to_api(load(ROOT / "example_workflows" / "realesr_upscale_video.json"))
+    assert [n["class_type"] for n in prompt.values()] == ["LoadVideo", "RealESR_LoadModel", "RealESR_UpscaleVideo",
+                                                          "SaveVideo"]
+    monkeypatch.setattr(StandIns, "clip", make_clip(tmp_path / "clip.mp4", frames=6))
+    monkeypatch.setattr(StandIns, "saved", [])
+    execute(prompt)
+    [video] = StandIns.saved
+    with av.open(str(video)) as container:
+        frames = list(container.decode(video=0))
+        assert [s.type for s in container.streams] == ["video", "audio"]
+    assert len(frames) == 6 and (frames[0].width, frames[0].height) == (128, 96)
+    shutil.rmtree(video.parent)
 
 
 def test_generation_workflows_use_the_checkpoint_chain() -> None:

@@ -15,6 +15,10 @@ from workflow_format import widget_values as ours
 
 OUT = Path(__file__).resolve().parents[1] / "example_workflows"
 PHOTO = "example.png"  # ComfyUI ships input/example.png; pick any image in LoadImage
+VIDEO = "clip.mp4"  # ComfyUI ships no video: upload one in Load Video
+VIDEO_NOTE = ("Upload a video in Load Video (or put one in ComfyUI's input folder). Upscale Video streams it frame by "
+              "frame (memory holds a few frames, not the clip) and keeps its audio; Save Video copies the result "
+              "into output/ without encoding it again. realesr-animevideov3 is the fast model made for video.")
 CHECKPOINT_NOTE = ("Needs a Stable Diffusion checkpoint in models/checkpoints (for example an SD 1.5 model); pick "
                    "it in Load Checkpoint. realesr's nodes need nothing else: the bundled RealESRGAN_x4plus is "
                    "converted from the official weights on first use.")
@@ -78,6 +82,15 @@ WORKFLOWS = {
         upscale(4, [380, 320], [2, 0], [1, 0], size_mode="width", size=1000),
         save(5, [780, 0], [3, 0], "realesr/x2"),
         save(6, [780, 350], [4, 0], "realesr/w1000"),
+    ]),
+    "realesr_upscale_video": ("Upscale a video x4, audio kept", [
+        {"id": 1, "type": "LoadVideo", "pos": [0, 0], "widgets": [VIDEO, "image"], "size": [320, 330]},
+        loader(2, [0, 390], "realesr-animevideov3"),
+        {"id": 3, "type": "RealESR_UpscaleVideo", "pos": [380, 0], "inputs": {"upscale_model": [2, 0], "video": [1, 0]},
+         "widgets": ours("RealESR_UpscaleVideo"), "size": [340, 290]},
+        {"id": 4, "type": "SaveVideo", "pos": [780, 0], "inputs": {"video": [3, 0]},
+         "widgets": ["realesr/video_x4", "auto", "auto"], "size": [320, 330]},
+        note(5, [380, 350], VIDEO_NOTE),
     ]),
     "realesr_txt2img_upscale": ("Generate, then upscale x4", [
         *generation(1), loader(7, [820, 330]),

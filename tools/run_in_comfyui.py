@@ -2,9 +2,11 @@
 
     python main.py --cpu --port 8188                       # in a ComfyUI checkout with this pack in custom_nodes
     python tools/run_in_comfyui.py --image astronaut.png   # an image in ComfyUI's input folder
+    python tools/run_in_comfyui.py --video clip.mp4 --only realesr_upscale_video   # a video there, for Load Video
 
 Each workflow is converted to API format, queued through POST /prompt and awaited through /history; its output
-images are fetched from /view. The thumbnail `<name>.jpg` shows the input beside the output (or the two outputs).
+images (of a video: its middle frame) are fetched from /view. The thumbnail `<name>.jpg` shows the input beside the
+output (or the two outputs).
 Workflows that need a checkpoint run with --with-checkpoint; with --stand-in their realesr stages run on the
 input image instead of a generated one (the first VAE decode becomes LoadImage, the rest of the generation is
 dropped), which is how their thumbnails are made on a machine without a checkpoint.
@@ -25,6 +27,7 @@ from PIL import Image
 from workflow_format import to_api
 
 ROOT = Path(__file__).resolve().parents[1]
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov")
 NEEDS_CHECKPOINT = {"CheckpointLoaderSimple"}
 THUMBNAIL_HEIGHT = 320
 
@@ -88,8 +91,21 @@ def fetch_images(server: str, outputs: dict) -> list[Image.Image]:
     for node_id in sorted(outputs, key=int):
         for item in outputs[node_id].get("images", []):
             query = urllib.parse.urlencode({k: item[k] for k in ("filename", "subfolder", "type")})
-            images.append(Image.open(io.BytesIO(call(server, f"/view?{query}"))).convert("RGB"))
+            data = io.BytesIO(call(server, f"/view?{query}"))
+            images.append(video_frame(data) if item["filename"].endswith(VIDEO_SUFFIXES) else
+                          Image.open(data).convert("RGB"))
     return images
+
+
+def video_frame(source: io.BytesIO | Path) -> Image.Image:
+    """The middle frame of a video; prints its frame count, size and streams."""
+    import av
+
+    with av.open(source if isinstance(source, io.BytesIO) else str(source)) as container:
+        frames = [frame.to_image() for frame in container.decode(video=0)]
+        streams = ", ".join(f"{s.type} {s.codec_context.name}" for s in container.streams)
+    print(f"  video: {len(frames)} frames of {frames[0].width}x{frames[0].height}; streams: {streams}")
+    return frames[len(frames) // 2]
 
 
 def thumbnail(panels: list[Image.Image]) -> Image.Image:
@@ -107,6 +123,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--server", default="http://127.0.0.1:8188")
     parser.add_argument("--image", default="example.png", help="image in ComfyUI's input folder for LoadImage")
+    parser.add_argument("--video", default="clip.mp4", help="video in ComfyUI's input folder for LoadVideo")
     parser.add_argument("--comfy-input", type=Path, help="ComfyUI's input folder, to put the input in thumbnails")
     parser.add_argument("--with-checkpoint", action="store_true")
     parser.add_argument("--stand-in", action="store_true", help="run generation workflows on the input image")
@@ -126,6 +143,8 @@ def main() -> None:
         for node in prompt.values():
             if node["class_type"] == "LoadImage":
                 node["inputs"]["image"] = args.image
+            if node["class_type"] == "LoadVideo":
+                node["inputs"]["file"] = args.video
         started = time.time()
         images = fetch_images(args.server, run(args.server, prompt, args.timeout))
         sizes = ", ".join(f"{im.width}x{im.height}" for im in images)
@@ -134,7 +153,9 @@ def main() -> None:
             continue
         panels = images
         if args.comfy_input and len(images) == 1:
-            panels = [Image.open(args.comfy_input / args.image).convert("RGB"), *images]
+            videos = any(n["class_type"] == "LoadVideo" for n in prompt.values())
+            panels = [video_frame(args.comfy_input / args.video) if videos else
+                      Image.open(args.comfy_input / args.image).convert("RGB"), *images]
         thumbnail(panels).save(path.with_suffix(".jpg"), quality=88)
 
 
