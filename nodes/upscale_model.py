@@ -5,6 +5,7 @@ today's ComfyUI loads and offloads upscale models."""
 
 from __future__ import annotations
 
+import dataclasses
 import weakref
 from typing import Any
 
@@ -14,8 +15,14 @@ from realesr_core import ModelDescriptor, load_model, upscale
 
 from . import comfy_env
 
-# Our descriptor behind each wrapped network, so blend/save/upscale get the full facts back.
-_DESCRIPTORS: "weakref.WeakKeyDictionary[torch.nn.Module, ModelDescriptor]" = weakref.WeakKeyDictionary()
+# Our descriptor behind each wrapped network, so blend/save/upscale get the full facts back. Held without its module:
+# a value that referenced its own weak key would keep every network alive for good (ComfyUI logs it as a leak).
+_FACTS: "weakref.WeakKeyDictionary[torch.nn.Module, ModelDescriptor]" = weakref.WeakKeyDictionary()
+
+
+def _descriptor_of(module: Any) -> ModelDescriptor | None:
+    facts = _FACTS.get(module) if isinstance(module, torch.nn.Module) else None
+    return None if facts is None else dataclasses.replace(facts, module=module)
 
 
 class DuckUpscaleModel:
@@ -37,13 +44,13 @@ class DuckUpscaleModel:
 
     @torch.inference_mode()
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
-        return upscale(_DESCRIPTORS[self.model], image, tile=10**6, device=image.device,
+        return upscale(_descriptor_of(self.model), image, tile=10**6, device=image.device,
                        output_device=image.device, precision="fp32").image
 
 
 def to_upscale_model(descriptor: ModelDescriptor) -> Any:
     """The UPSCALE_MODEL for one of our models, with a model patcher when ComfyUI is there."""
-    _DESCRIPTORS[descriptor.module] = descriptor
+    _FACTS[descriptor.module] = dataclasses.replace(descriptor, module=None)
     model = _spandrel_descriptor(descriptor)
     patcher = comfy_env.model_patcher(descriptor.module)
     if patcher is not None:
@@ -89,10 +96,7 @@ def engine_model(upscale_model: Any) -> ModelDescriptor | Any:
     which the engine describes)."""
     if isinstance(upscale_model, ModelDescriptor):
         return upscale_model
-    module = getattr(upscale_model, "model", None)
-    if isinstance(module, torch.nn.Module) and module in _DESCRIPTORS:
-        return _DESCRIPTORS[module]
-    return upscale_model
+    return _descriptor_of(getattr(upscale_model, "model", None)) or upscale_model
 
 
 def realesr_descriptor(upscale_model: Any) -> ModelDescriptor:
