@@ -33,7 +33,6 @@ STAGES = list(STAGE_LOSSES)
 POOL_SIZE = 0
 DEGRADE_SIZE = 400  # the official recipe crops or pads every ground truth to 400² before degrading it
 MAX_PATCH = DEGRADE_SIZE
-VALIDATE_EVERY = 100
 
 
 def _single(value: Any) -> Any:
@@ -144,8 +143,8 @@ class FineTune:
             },
             "optional": {
                 "validation_images": ("IMAGE", {"tooltip": (
-                    "Held-out high-resolution images: degraded once by the preset and scored (PSNR / SSIM in the "
-                    f"console) every {VALIDATE_EVERY} steps and at the end.")}),
+                    "Held-out high-resolution images: degraded once by the preset and scored after the last step "
+                    "(PSNR / SSIM of the fine-tuned model, in ComfyUI's console).")}),
                 "low_res_images": ("IMAGE", {"tooltip": (
                     "Paired training: the low-resolution partner of each image, in the same order, exactly "
                     "image size / scale. No synthetic degradation is applied then.")}),
@@ -202,7 +201,7 @@ class FineTune:
                 precision=_single(precision), seed=_single(seed), pool_size=POOL_SIZE, ema_decay=decay_for_run(steps),
                 workers=0,  # the images are in memory: nothing to decode in worker processes
                 log_every=1,  # the loss map holds every step
-                val_every=VALIDATE_EVERY, samples=0, checkpoint_every=steps, device=str(comfy_env.torch_device()))
+                val_every=steps, samples=0, checkpoint_every=steps, device=str(comfy_env.torch_device()))
             with torch.inference_mode(False):  # ComfyUI runs nodes in inference mode, which forbids training
                 data = TrainingImages(_images(images), _images(low_res_images), _images(validation_images) or [])
                 result = train(config, model=base, images=data, progress=progress,
