@@ -41,6 +41,7 @@ class Job:
     cache_dir: str  # converted weights of bundled models
 
     def key(self) -> dict[str, Any]:
+        """The settings that change an output (not where it is computed): part of each output's manifest key."""
         options = {name: str(value) for name, value in asdict(self.options).items()}
         return {"model": self.model, "options": options, "video": asdict(self.video), "bits": self.bits,
                 "quality": self.quality}
