@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,8 @@ from nodes import NODE_CLASS_MAPPINGS
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
+from make_workflows import TRAINING_FOLDER  # noqa: E402
+
 from helpers import make_clip, photo  # noqa: E402
 from workflow_format import BUILTINS, CONTROL, FREE_CANVAS, UPLOAD, node_box, signature, to_api  # noqa: E402
 
@@ -27,8 +30,8 @@ def load(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def test_there_are_eight_with_thumbnails() -> None:
-    assert len(WORKFLOWS) == 8
+def test_there_are_nine_with_thumbnails() -> None:
+    assert len(WORKFLOWS) == 9
     for path in WORKFLOWS:
         thumbnail = path.with_suffix(".jpg")
         assert thumbnail.exists(), f"{path.name} has no thumbnail"
@@ -55,8 +58,19 @@ def test_ui_format(path: Path) -> None:
         assert [(o["name"], o["type"]) for o in node["outputs"]] == [tuple(o) for o in sig["outputs"]]
 
 
+@pytest.fixture
+def comfy_input(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """ComfyUI's input directory holding the folder the fine-tuning workflow trains on (the dataset node lists the
+    folders there)."""
+    (tmp_path / TRAINING_FOLDER).mkdir()
+    module = types.ModuleType("folder_paths")
+    module.get_input_directory = lambda: str(tmp_path)
+    module.get_input_subfolders = lambda: [TRAINING_FOLDER]
+    monkeypatch.setitem(sys.modules, "folder_paths", module)
+
+
 @pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
-def test_our_widgets_match_input_types(path: Path) -> None:
+def test_our_widgets_match_input_types(path: Path, comfy_input: None) -> None:
     for node in load(path)["nodes"]:
         if node["type"] not in NODE_CLASS_MAPPINGS:
             assert len(node["widgets_values"]) == len(BUILTINS[node["type"]]["widgets"])

@@ -19,6 +19,13 @@ VIDEO = "clip.mp4"  # ComfyUI ships no video: upload one in Load Video
 VIDEO_NOTE = ("Upload a video in Load Video (or put one in ComfyUI's input folder). Upscale Video streams it frame by "
               "frame (memory holds a few frames, not the clip) and keeps its audio; Save Video copies the result "
               "into output/ without encoding it again. realesr-animevideov3 is the fast model made for video.")
+TRAINING_FOLDER = "realesr_photos"  # a folder in ComfyUI's input directory holding the training photos
+FINETUNE_NOTE = ("Put a few dozen photos like the ones you want to upscale in ComfyUI's input/realesr_photos (any size "
+                 "from 128 px up; pick another folder in Load Training Images) and a held-out photo in Load Image. "
+                 "The fine-tune teaches realesr-animevideov3 (an anime model) your photos in 300 steps of L1 "
+                 "training on bicubic x4 pairs (minutes on a GPU, about ten on a CPU); the held-out photo, damaged "
+                 "the same way, is upscaled by the base model (top) and the fine-tuned one (bottom). Save Upscale "
+                 "Model keeps the result in models/upscale_models.")
 CHECKPOINT_NOTE = ("Needs a Stable Diffusion checkpoint in models/checkpoints (for example an SD 1.5 model); pick "
                    "it in Load Checkpoint. realesr's nodes need nothing else: the bundled RealESRGAN_x4plus is "
                    "converted from the official weights on first use.")
@@ -129,6 +136,27 @@ WORKFLOWS = {
         {"id": 4, "type": "RealESR_JPEG", "pos": [1100, 0], "inputs": {"image": [3, 0]},
          "widgets": ours("RealESR_JPEG", quality=45.0), "size": [300, 100]},
         save(5, [1100, 160], [4, 0], "realesr/degraded"),
+    ]),
+    "realesr_finetune": ("Fine-tune realesr-animevideov3 on your photos; base and fine-tuned side by side", [
+        {"id": 1, "type": "RealESR_LoadTrainingImages", "pos": [0, 0], "widgets": [TRAINING_FOLDER],
+         "size": [320, 60]},
+        loader(2, [0, 120], "realesr-animevideov3"),
+        load_image(3, [0, 240]),
+        note(4, [0, 630], FINETUNE_NOTE),
+        {"id": 5, "type": "RealESR_FineTune", "pos": [380, 0], "inputs": {"upscale_model": [2, 0], "images": [1, 0]},
+         "widgets": ours("RealESR_FineTune", stage="net", steps=300, learning_rate=0.0002, degradation="bicubic_x4"),
+         "size": [340, 390]},
+        {"id": 6, "type": "RealESR_Degrade", "pos": [380, 450], "inputs": {"image": [3, 0]},
+         "widgets": ours("RealESR_Degrade", preset="bicubic_x4", seed=7), "size": [340, 300]},
+        upscale(7, [760, 0], [2, 0], [6, 0]),
+        upscale(8, [760, 320], [5, 0], [6, 0]),
+        {"id": 9, "type": "RealESR_SaveModel", "pos": [760, 640], "inputs": {"upscale_model": [5, 0]},
+         "widgets": ours("RealESR_SaveModel", filename="realesr_finetuned"), "size": [340, 90]},
+        save(10, [1140, 0], [7, 0], "realesr/finetune_base"),
+        save(11, [1140, 350], [8, 0], "realesr/finetune_tuned"),
+        {"id": 12, "type": "RealESR_LossGraph", "pos": [1480, 0], "inputs": {"loss": [5, 1]},
+         "widgets": ours("RealESR_LossGraph"), "size": [320, 160]},
+        {"id": 13, "type": "PreviewImage", "pos": [1480, 220], "inputs": {"images": [12, 0]}, "size": [320, 300]},
     ]),
     "realesr_interop": ("Interop: ComfyUI's loader into our upscale, our loader into ComfyUI's upscale", [
         load_image(1, [0, 0]),
