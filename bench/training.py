@@ -7,8 +7,9 @@ its defaults, in one run, with it/s, peak RSS and the share of each step spent s
 Both loops do the official step: 400² ground truths degraded on the device (our batched pipeline in both: BasicSR's
 per-image numpy kernels would only slow the baseline), a random crop to the patch, the pair pool, USM-sharpened
 targets, G on L1 + perceptual + GAN with D frozen, D on separate real and fake backward passes, the EMA. VGG19 has
-random weights (the ImageNet ones are not to be had offline; the cost is the same). Each row runs in its own process,
-so its peak RSS is its own.
+random weights (the ImageNet ones are not to be had offline; the cost is the same). Each row runs in its own process;
+its peak RSS is the high-water mark of the training steps (reset after the networks are built, Linux). The
+degradation share is `degrade` on the same batches, timed in the same process before the steps, over a step.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -97,17 +97,23 @@ def measure(model: str, loop: str, batch: int, patch: int, steps: int) -> dict:
                             pool_size=batch * 2, patch=patch, channels_last=True,
                             amp_dtype=training_dtype("auto", torch.device("cpu")))
     work = ground_truths(steps + 1, batch)
+    degrade(work[0], "realesrgan_x4", seed=0)  # warm-up
+    start = time.perf_counter()
+    for index, gt in enumerate(work[1:], start=1):
+        degrade(gt, "realesrgan_x4", seed=index)
+    degrading = (time.perf_counter() - start) / steps
+    Path("/proc/self/clear_refs").write_text("5")  # the peak from here on: training, not building VGG19 and G
     step(work[0], 0)  # warm-up
     start = time.perf_counter()
     for index, gt in enumerate(work[1:], start=1):
         step(gt, index)
     per_step = (time.perf_counter() - start) / steps
-    start = time.perf_counter()
-    for index, gt in enumerate(work[1:], start=1):
-        degrade(gt, "realesrgan_x4", seed=index)
-    degrading = (time.perf_counter() - start) / steps
-    return {"per_step": per_step, "degrading": degrading,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {"per_step": per_step, "degrading": degrading, "peak_rss_mb": peak_rss_mb()}
+
+
+def peak_rss_mb() -> float:
+    status = Path("/proc/self/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1]) / 1024
 
 
 def random_vgg19() -> dict:

@@ -80,6 +80,9 @@ class PerceptualLoss(nn.Module):
                  perceptual_weight: float = 1.0, style_weight: float = 0.0) -> None:
         super().__init__()
         self.features = features.eval().requires_grad_(False)
+        for layer in self.features:  # pre-ReLU maps are kept as they are: no in-place ReLU, no copy of each map
+            if isinstance(layer, nn.ReLU):
+                layer.inplace = False
         self.layers = dict(layers)
         self.perceptual_weight, self.style_weight = perceptual_weight, style_weight
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
@@ -91,14 +94,14 @@ class PerceptualLoss(nn.Module):
         return self
 
     def feature_maps(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Pre-ReLU feature maps by layer name (cloned before the in-place ReLU that follows each conv)."""
+        """Pre-ReLU feature maps by layer name."""
         x = (image.float() - self.mean) / self.std
         wanted = {index: name for name, (index, _) in self.layers.items()}
         maps: dict[str, torch.Tensor] = {}
         for index, layer in enumerate(self.features):
             x = layer(x)
             if index in wanted:
-                maps[wanted[index]] = x.clone()
+                maps[wanted[index]] = x
             if len(maps) == len(wanted):
                 break
         return maps
