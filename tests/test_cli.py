@@ -207,3 +207,12 @@ def test_train_from_a_toml_file_with_overrides(tmp_path: Path, capsys: pytest.Ca
     assert "trained 2 steps" in capsys.readouterr().out
     assert main(["train", str(config), "--set", "steps=two"]) == 2
     assert "steps should be int, got 'two'" in capsys.readouterr().err
+
+
+def test_encoder_settings_ffmpeg_would_refuse_are_named_before_upscaling(tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture) -> None:
+    pytest.importorskip("av")
+    make_clip(tmp_path / "clip.mp4", frames=2)
+    assert main(["upscale", str(tmp_path / "clip.mp4"), "-m", "realesr-animevideov3", "--codec", "libsvtav1"]) == 1
+    assert "libsvtav1 has no preset 'medium'" in capsys.readouterr().err
+    assert not list(tmp_path.glob("clip_x4*")) and not list(tmp_path.glob(".clip_x4*"))

@@ -145,8 +145,10 @@ class VideoPlan:
 def plan_video(model: Any, source: str | os.PathLike, target: str | os.PathLike, options: UpscaleOptions | None,
                video: VideoOptions) -> VideoPlan:
     """Probes `source` (keyframes, size, bit depth) and opens the work folder beside `target`; with `video.resume`
-    the segments a run of the same job finished are kept."""
+    the segments a run of the same job finished are kept. Encoder settings FFmpeg would refuse are an error here,
+    before any frame is upscaled."""
     av = _av()
+    check_encoding(video)
     source, target = Path(source), Path(target)
     try:
         facts = _probe(av, source, model, options, video)
