@@ -91,13 +91,15 @@ WORKFLOWS = {
         save(6, [780, 350], [4, 0], "realesr/w1000"),
     ]),
     "realesr_upscale_video": ("Upscale a video x4, audio kept", [
+        # the frontend sizes Load Video by its preview: at 320 wide it asks for 424 x 326 and, once a 4:3 clip's
+        # preview is in, draws about 385 high; the nodes around it leave room for both
         {"id": 1, "type": "LoadVideo", "pos": [0, 0], "widgets": [VIDEO, "image"], "size": [320, 330]},
-        loader(2, [0, 390], "realesr-animevideov3"),
-        {"id": 3, "type": "RealESR_UpscaleVideo", "pos": [380, 0], "inputs": {"upscale_model": [2, 0], "video": [1, 0]},
+        loader(2, [0, 470], "realesr-animevideov3"),
+        {"id": 3, "type": "RealESR_UpscaleVideo", "pos": [460, 0], "inputs": {"upscale_model": [2, 0], "video": [1, 0]},
          "widgets": ours("RealESR_UpscaleVideo"), "size": [340, 290]},
-        {"id": 4, "type": "SaveVideo", "pos": [780, 0], "inputs": {"video": [3, 0]},
+        {"id": 4, "type": "SaveVideo", "pos": [860, 0], "inputs": {"video": [3, 0]},
          "widgets": ["realesr/video_x4", "auto", "auto"], "size": [320, 330]},
-        note(5, [380, 350], VIDEO_NOTE),
+        note(5, [460, 350], VIDEO_NOTE),
     ]),
     "realesr_txt2img_upscale": ("Generate, then upscale x4", [
         *generation(1), loader(7, [820, 330]),

@@ -137,7 +137,7 @@ def to_api(workflow: dict) -> dict:
         sig = signature(node["type"])
         if node.get("mode", 0) != 0 or BUILTINS.get(node["type"], {}).get("virtual"):
             continue
-        inputs: dict[str, Any] = {}
+        inputs: dict[str, Any] = dict(BUILTINS.get(node["type"], {}).get("prompt_extras", {}))
         for name, value in zip(sig["widgets"], node["widgets_values"], strict=False):
             if name not in (CONTROL, UPLOAD):
                 inputs[name] = value
