@@ -151,8 +151,10 @@ def execute(prompt: dict) -> None:
             node = prompt[node_id]
             inputs = {k: run(v[0])[v[1]] if isinstance(v, list) else v for k, v in node["inputs"].items()}
             cls = NODE_CLASS_MAPPINGS.get(node["class_type"])
-            if cls is None:
-                results[node_id] = getattr(StandIns, node["class_type"])(**inputs)
+            if cls is None:  # a built-in; ComfyUI passes only its declared inputs, not the frontend's extras
+                extras = BUILTINS[node["class_type"]].get("prompt_extras", {})
+                declared = {k: v for k, v in inputs.items() if k not in extras}
+                results[node_id] = getattr(StandIns, node["class_type"])(**declared)
             else:
                 out = getattr(cls(), cls.FUNCTION)(**inputs)
                 results[node_id] = out if isinstance(out, tuple) else ()
