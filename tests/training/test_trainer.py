@@ -187,3 +187,15 @@ def test_image_pairs_in_memory_train_without_folders(photos: Path) -> None:
         TrainingRun(_config(photos, output="other"), images=TrainingImages(high))
     with pytest.raises(RealESRError, match="2 high-resolution images but 3 low-resolution"):
         TrainingRun(config.replace(output_dir=str(photos / "other")), images=TrainingImages(high[:2], low))
+
+
+def test_tensorboard_gets_the_same_scalars_when_it_is_installed(photos: Path) -> None:
+    event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    train(_config(photos, steps=4, val_dir=str(photos / "val"), val_every=4))
+    events = event_accumulator.EventAccumulator(str(photos / "out" / "tensorboard"))
+    events.Reload()
+    assert {"pixel", "gan", "d_real_logit", "lr", "validation/psnr"} <= set(events.Tags()["scalars"])
+    rows = [json.loads(line) for line in (photos / "out" / "metrics.jsonl").read_text().splitlines()]
+    logged = events.Scalars("pixel")
+    assert [event.step for event in logged] == [row["step"] for row in rows]
+    assert [event.value for event in logged] == pytest.approx([row["pixel"] for row in rows], rel=1e-6)
