@@ -29,9 +29,10 @@ if TYPE_CHECKING:
     from .training.config import TrainingConfig
 
 
-def _model_help() -> str:
+def _model_help(default: bool = True) -> str:
     names = ", ".join(zoo.PRETRAINED)
-    return f"model file (.safetensors/.pth/.param) or bundled name ({names}); default {zoo.DEFAULT_MODEL}"
+    described = f"model file (.safetensors/.pth/.param) or bundled name ({names})"
+    return f"{described}; default {zoo.DEFAULT_MODEL}" if default else described
 
 
 def collect_inputs(inputs: list[str], suffixes: tuple[str, ...] = READABLE_SUFFIXES) -> list[Path]:
@@ -337,9 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     fine = sub.add_parser("finetune", help="fine-tune a model (or train a fresh one) on your own images",
                           description="Trains with Real-ESRGAN's recipe: degrades HR_DIR's images on the fly (or uses "
                                       "LR/HR pairs) and writes OUT_DIR/model.safetensors (the EMA generator).")
-    fine.add_argument("model", help=_model_help().replace("; default", ", or new:ARCH:key=value,... for a fresh "
-                                                          "network (e.g. new:srvgg:num_feat=16,num_conv=4,scale=2); "
-                                                          "default"))
+    fine.add_argument("model", help=_model_help(default=False) + ", or new:ARCH:key=value,... for a fresh network "
+                                    "(e.g. new:srvgg:num_feat=16,num_conv=4,scale=2)")
     fine.add_argument("hr_dir", help="folder of high-resolution images (searched recursively)")
     fine.add_argument("-o", "--output", required=True, help="output folder (model, state, metrics, samples)")
     fine.add_argument("--stage", choices=["net", "gan"],
