@@ -317,12 +317,13 @@ class TrainingRun:
 
     def _save_models(self) -> None:
         ema, raw = self.step.ema.module, self.step.generator
-        for module, name in ((ema, "model"), (raw, "generator")):
+        base = self.descriptor.name or self.descriptor.architecture  # what loaders and the command line show
+        for module, file, name in ((ema, "model", f"{base}-finetuned"), (raw, "generator", f"{base}-finetuned-raw")):
             rescale = self.descriptor.output_rescale
             wrapped = OutputRescaled(module, rescale) if rescale else module
-            save_model(dataclasses.replace(self.descriptor, module=wrapped, name=None,
+            save_model(dataclasses.replace(self.descriptor, module=wrapped, name=name,
                                            source=f"trained from {self.descriptor.name or self.descriptor.source}"),
-                       self.output / f"{name}.safetensors")
+                       self.output / f"{file}.safetensors")
         if self.step.discriminator is not None:
             state = {k: v.detach().cpu().contiguous() for k, v in self.step.discriminator.state_dict().items()}
             write_atomically(self.output / "discriminator.safetensors",

@@ -63,7 +63,7 @@ def test_a_run_writes_the_model_metrics_samples_and_state(photos: Path) -> None:
     out = photos / "out"
     assert (result.steps, result.stopped, result.model_path) == (8, "finished", out / "model.safetensors")
     model = load_model(out / "model.safetensors")
-    assert model.scale == 2 and model.architecture == "SRVGGNetCompact"
+    assert model.scale == 2 and model.architecture == "SRVGGNetCompact" and model.name == "SRVGGNetCompact-finetuned"
     assert set(load_file(out / "discriminator.safetensors")) >= {"conv0.weight", "conv1.weight_orig"}
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [row["step"] for row in rows] == [2, 4, 6, 8]
