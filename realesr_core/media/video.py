@@ -25,6 +25,7 @@ import torch
 from einops import rearrange
 
 from ..errors import RealESRError, UpscaleCancelled
+from ..extras import import_extra
 from ..files import WorkFolder, write_atomically
 from ..upscaling import UpscaleOptions, upscale
 
@@ -69,11 +70,7 @@ class VideoResult:
 
 
 def _av() -> Any:
-    try:
-        import av
-    except ImportError as exc:
-        raise RealESRError("video needs PyAV: pip install 'realesr[video]' (or pip install av)") from exc
-    return av
+    return import_extra("av", "video", "video")
 
 
 def check_encoding(video: VideoOptions) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RealESRError
+from ..extras import import_extra
 from ..files import remove_temporaries
 from ..media.images import image_shape
 from ..media.video import VIDEO_SUFFIXES, VideoOptions, plan_video
@@ -34,12 +35,8 @@ TASKS_PER_WORKER = 2  # units queued per actor: the next is ready when one ends,
 
 
 def _ray() -> Any:
-    try:
-        import ray
-        import ray.data  # noqa: F401 - the extra's other half
-    except ImportError as exc:
-        raise RealESRError("--ray needs Ray: pip install 'realesr[ray]' (or pip install 'ray[data]')") from exc
-    return ray
+    import_extra("ray.data", "ray", "--ray")  # the extra's other half
+    return import_extra("ray", "ray", "--ray")
 
 
 def connect(address: str) -> bool:

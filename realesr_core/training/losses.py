@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import RealESRError
+from ..extras import import_extra
 
 VGG19_FILE = "vgg19-dcbb9e9d.pth"  # torchvision's VGG19_Weights.IMAGENET1K_V1
 # Pre-ReLU outputs of torchvision's `vgg19().features`, and Real-ESRGAN's weights for them.
@@ -55,10 +56,7 @@ def vgg19_weights_path(explicit: str | os.PathLike | None = None) -> Path:
 
 def vgg19_features(weights: str | os.PathLike | Mapping | None = None) -> nn.Sequential:
     """torchvision's VGG19 `features`, up to conv5_4, with ImageNet weights (a state dict is taken as it is)."""
-    try:
-        from torchvision.models import vgg19
-    except ImportError as exc:
-        raise RealESRError("the perceptual loss needs torchvision: pip install 'realesr[training]'") from exc
+    vgg19 = import_extra("torchvision.models", "training", "the perceptual loss").vgg19
     features = vgg19(weights=None).features[: max(index for index, _ in VGG_LAYERS.values()) + 1]
     if isinstance(weights, Mapping):
         state = dict(weights)
