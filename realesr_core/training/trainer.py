@@ -36,7 +36,7 @@ from ..models import ModelDescriptor, load_discriminator, load_model, new_model,
 from ..models.archs.discriminator import UNetDiscriminatorSN
 from ..models.rescaled import OutputRescaled
 from ..upscaling.device import cpu_has_native_bf16
-from .config import ConfigError, TrainingConfig
+from .config import ConfigError, TrainingConfig, parse_value
 from .data import (
     HighResolutionImages,
     ImagePairs,
@@ -76,7 +76,7 @@ def load_generator(model: str, seed: int = 0) -> ModelDescriptor:
         key, sep, value = argument.partition("=")
         if not sep:
             raise ConfigError(f"{model!r}: a fresh network's options are key=value, got {argument!r}")
-        hyperparameters[key.strip()] = _number_or_text(value.strip())
+        hyperparameters[key.strip()] = parse_value(value.strip())
     with _seeded(seed):
         return new_model(architecture, **hyperparameters)
 
@@ -87,15 +87,6 @@ def _seeded(seed: int) -> Iterator[None]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield
-
-
-def _number_or_text(text: str) -> Any:
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(text.lower(), text)
 
 
 def training_dtype(precision: str, device: torch.device) -> torch.dtype | None:
