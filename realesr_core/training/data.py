@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ImageError, RealESRError
+from ..imaging import check_images
 from ..media.images import READABLE_SUFFIXES, image_shape, read_image
 
 CROP_OR_PAD_SIDE = 400  # the official dataset crops or pads every ground truth to 400x400 before degrading it
@@ -98,9 +99,13 @@ class TrainingImages:
 
 
 def _check_memory_image(image: torch.Tensor, what: str) -> tuple[int, int]:
-    if image.dim() != 3 or image.shape[0] not in (1, 3, 4) or not image.is_floating_point():
-        raise RealESRError(f"{what} must be a float [C, H, W] tensor with 1, 3 or 4 channels, got "
-                           f"{image.dtype} {list(image.shape)}")
+    """The engine's own checks (float, not empty, finite, gray/RGB/RGBA) on a `[C, H, W]` image, naming it."""
+    if not isinstance(image, torch.Tensor) or image.dim() != 3:
+        raise RealESRError(f"{what} must be a [C, H, W] tensor, got {getattr(image, 'shape', type(image).__name__)}")
+    try:
+        check_images(image[None], (1, 3, 4))
+    except ImageError as exc:
+        raise RealESRError(f"{what}: {exc}") from exc
     return int(image.shape[-2]), int(image.shape[-1])
 
 

@@ -123,8 +123,15 @@ def test_images_in_memory_load_as_files_do_and_bad_ones_are_named() -> None:
     assert memory_images([rgba, gray], min_side=40) == [rgba, gray]
     with pytest.raises(RealESRError, match="training image 2 of 2 is 48x40, smaller than the 41-px patch"):
         memory_images([rgba, gray], min_side=41)
-    with pytest.raises(RealESRError, match=r"image 1 of 1 must be a float \[C, H, W\] tensor"):
+    with pytest.raises(RealESRError, match=r"image 1 of 1: expected .* channels, got 2"):
         memory_images([torch.zeros(2, 40, 40)], min_side=8)
+    nan = torch.rand(3, 40, 40)
+    nan[0, 5, 5] = float("nan")
+    for bad, message in ((nan, "image 2 of 2: image contains NaN"), (torch.zeros(3, 0, 40), "image 2 of 2: .*empty"),
+                         (torch.zeros(3, 40, 40, dtype=torch.uint8), "image 2 of 2: expected a float image"),
+                         (torch.rand(1, 3, 40, 40), r"image 2 of 2 must be a \[C, H, W\] tensor")):
+        with pytest.raises(RealESRError, match=message):
+            memory_images([rgba, bad], min_side=8)
     with pytest.raises(RealESRError, match="no training images"):
         memory_images([], min_side=8)
 
