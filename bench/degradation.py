@@ -2,7 +2,9 @@
 
     python bench/degradation.py            # batch of 16 photos of 400x400, official x4 preset, on CPU (and CUDA)
 
-Per-image parameters (each image its own damage) and same-on-batch (one draw, batched through every op).
+Per-image parameters (each image its own damage) and same-on-batch (one draw, batched through every op). On the CPU
+the pipeline runs twice, with its large filters as FFT products (the default) and with every filter a direct grouped
+convolution, and one 400x400 photo is filtered at each kernel size both ways: the figures behind FFT_MIN_KERNEL.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from realesr_core.degradation import degrade  # noqa: E402
+from realesr_core.degradation import degrade, ops  # noqa: E402
 
 
 def photos(batch: int, size: int = 400) -> torch.Tensor:
@@ -45,16 +47,38 @@ def images_per_second(images: torch.Tensor, same_on_batch: bool, repeats: int = 
     return images.shape[0] / best
 
 
+def filter_ms(image: torch.Tensor, kernel: torch.Tensor, repeats: int = 5) -> float:
+    ops.filter2d(image, kernel)  # warm-up
+    started = time.perf_counter()
+    for _ in range(repeats):
+        ops.filter2d(image, kernel)
+    return (time.perf_counter() - started) / repeats * 1000
+
+
 def main() -> None:
     batch = photos(16)
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    fft_min_kernel = ops.FFT_MIN_KERNEL
+    runs = [("cpu", f"FFT from {fft_min_kernel}x{fft_min_kernel}", fft_min_kernel),
+            ("cpu", "direct convolutions", 1 << 30)]
+    runs += [("cuda", "direct convolutions", fft_min_kernel)] if torch.cuda.is_available() else []
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; batch 16 x 400x400, preset realesrgan_x4\n")
-    print("| device | per-image parameters | same on batch |")
-    print("|---|---|---|")
-    for device in devices:
+    print("| device | filters | per-image parameters | same on batch |")
+    print("|---|---|---|---|")
+    for device, filters, ops.FFT_MIN_KERNEL in runs:
         images = batch.to(device)
-        print(f"| {device} | {images_per_second(images, False):.1f} img/s | {images_per_second(images, True):.1f} img/s |",
-              flush=True)
+        print(f"| {device} | {filters} | {images_per_second(images, False):.1f} img/s | "
+              f"{images_per_second(images, True):.1f} img/s |", flush=True)
+    print("\nOne 400x400 RGB photo, CPU, one kernel:\n")
+    print("| kernel | direct convolution | FFT | direct / FFT |")
+    print("|---|---|---|---|")
+    for size in range(3, 23, 2):
+        kernel = torch.rand(size, size)
+        ops.FFT_MIN_KERNEL = 1 << 30
+        direct = filter_ms(batch[:1], kernel / kernel.sum())
+        ops.FFT_MIN_KERNEL = 1
+        fft = filter_ms(batch[:1], kernel / kernel.sum())
+        print(f"| {size}x{size} | {direct:.2f} ms | {fft:.2f} ms | {direct / fft:.2f}x |", flush=True)
+    ops.FFT_MIN_KERNEL = fft_min_kernel
 
 
 if __name__ == "__main__":

@@ -1,7 +1,11 @@
 """One iteration of Real-ESRGAN's recipe, in the official order: degrade ground truths on the device, crop the pairs
-to the patch, trade them through the pair pool, sharpen the targets, step G on its weighted losses with D frozen, then
-step D with separate real and fake backward passes, then the EMA. A step whose loss is not finite is skipped and the
-loss is named.
+to the patch, trade them through the pair pool, sharpen the targets, step G on its weighted losses with D's weights
+left alone, then step D with separate real and fake backward passes, then the EMA. A step whose loss is not finite is
+skipped and the loss is named.
+
+G's adversarial loss and D's fake pass share one D forward: the official step runs it twice, on the same images with
+the same weights (D is stepped after both), so the second forward only repeats spectral norm's power iteration. Each
+network still gets its own backward pass: G's gradient through D leaves D's weights alone, D's fake pass gets its own.
 
 Under torch.distributed (torchrun) G and D train as DistributedDataParallel; the EMA, the pool and the degradation
 draws stay per process, and each rank draws from its own seed."""
@@ -77,7 +81,7 @@ class TrainingStep:
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.generator = generator.train().requires_grad_(True).to(memory_format=self.memory_format)
         if discriminator is not None:
-            discriminator.train().to(memory_format=self.memory_format)
+            discriminator.train().requires_grad_(True).to(memory_format=self.memory_format)
         self.discriminator, self.perceptual = discriminator, perceptual
         self.weights, self.gan_kind, self.seed, self.patch = weights, gan_kind, seed, patch
         self.accumulate, self.amp_dtype, self.grad_clip = accumulate, amp_dtype, grad_clip
@@ -88,9 +92,8 @@ class TrainingStep:
         self.discriminator_ddp = _distributed(discriminator, broadcast_buffers=False) if discriminator else None
         self.run_generator: Callable[[torch.Tensor], torch.Tensor] = (
             torch.compile(self.generator_ddp) if compile else self.generator_ddp)
-        self.optimizer = torch.optim.Adam(generator.parameters(), lr=lr, betas=(0.9, 0.99))
-        self.discriminator_optimizer = (torch.optim.Adam(discriminator.parameters(), lr=discriminator_lr,
-                                                         betas=(0.9, 0.99)) if discriminator is not None else None)
+        self.optimizer = _adam(generator, lr)
+        self.discriminator_optimizer = _adam(discriminator, discriminator_lr) if discriminator is not None else None
         # MultiStep, stepped once per trained step (the official milestone equals the run's length: a constant LR)
         self.schedulers = [torch.optim.lr_scheduler.MultiStepLR(optimizer, list(milestones), gamma)
                            for optimizer in (self.optimizer, self.discriminator_optimizer) if optimizer is not None]
@@ -120,11 +123,11 @@ class TrainingStep:
                 low, clean = self.pool.exchange(low, clean)
         target = ops.on_colour(clean, ops.usm_sharpen) if self.sharpen_targets else clean
         low, clean, target = (x.contiguous(memory_format=self.memory_format) for x in (low, clean, target))
-        logged, outputs = self._generator_step(low, target)
-        if outputs is None:
+        logged = self._generator_step(low, target)
+        if "skipped" in logged:
             return logged
         if self.discriminator is not None:
-            logged.update(self._discriminator_step(clean, outputs))
+            logged.update(self._discriminator_step(clean))
         self.scaler.update()
         self.ema.update(self.generator)
         for scheduler in self.schedulers:
@@ -176,14 +179,12 @@ class TrainingStep:
         device_type = next(self.generator.parameters()).device.type
         return torch.autocast(device_type, self.amp_dtype, enabled=self.amp_dtype is not None)
 
-    def _generator_step(self, low: torch.Tensor,
-                        target: torch.Tensor) -> tuple[dict[str, float], torch.Tensor | None]:
-        """The logged losses and G's detached outputs (for D), or `skipped` and None."""
-        if self.discriminator is not None:
-            self.discriminator.requires_grad_(False)
+    def _generator_step(self, low: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+        """Steps G, and leaves D's fake-pass gradients in D; the logged values, or `skipped`."""
         self.optimizer.zero_grad(set_to_none=True)
+        if self.discriminator is not None:
+            self.discriminator_optimizer.zero_grad(set_to_none=True)
         totals: dict[str, float] = {}
-        outputs = []
         for last, (low_part, target_part) in _micro_batches(self.accumulate, low, target):
             with _no_sync(self.generator_ddp, last), self._autocast():
                 output = self.run_generator(low_part)
@@ -191,23 +192,48 @@ class TrainingStep:
                     raise RealESRError(
                         f"the generator made {list(output.shape)} from inputs {list(low_part.shape)}, but the targets "
                         f"are {list(target_part.shape)}: the inputs must be the targets divided by its scale")
-                losses = self._generator_losses(low_part, output, target_part)
+                output = output.float()  # losses in fp32: autocast's bf16/fp16 outputs lose the small differences
+                losses, fake = self._generator_losses(low_part, output, target_part)
             values = {name: loss.item() for name, loss in losses.items()}
             bad = next((name for name, value in values.items() if not math.isfinite(value)), None)
             if bad is not None:
-                return self._skip(bad), None
-            self.scaler.scale(sum(losses.values()) / self.accumulate).backward()
+                return self._skip(bad)
+            self._generator_backward(losses, output, fake)
+            if fake is not None:
+                values.update(self._fake_backward(fake[1]))
             for name, value in values.items():
                 totals[name] = totals.get(name, 0.0) + value / self.accumulate
-            outputs.append(output.detach().float())
         totals["lr"] = self.optimizer.param_groups[0]["lr"]
         self._optimizer_step(self.optimizer, self.generator)
-        return totals, torch.cat(outputs).contiguous(memory_format=self.memory_format)
+        return totals
 
-    def _generator_losses(self, low: torch.Tensor, output: torch.Tensor,
-                          target: torch.Tensor) -> dict[str, torch.Tensor]:
-        w, losses = self.weights, {}
-        output = output.float()  # losses in fp32: autocast's bf16/fp16 outputs lose the small differences
+    def _generator_backward(self, losses: dict[str, torch.Tensor], output: torch.Tensor,
+                            fake: tuple[torch.Tensor, torch.Tensor] | None) -> None:
+        """Backpropagates G's losses into G only; the GAN loss reaches G through D's input, not D's weights."""
+        scaled = {name: self.scaler.scale(loss / self.accumulate) for name, loss in losses.items()}
+        if fake is None:
+            sum(scaled.values()).backward()
+            return
+        detached_output, _ = fake
+        (through_d,) = torch.autograd.grad(scaled.pop("gan"), detached_output, retain_graph=True)
+        tensors, gradients = [output], [through_d]
+        if scaled:
+            tensors.append(sum(scaled.values()))
+            gradients.append(None)
+        torch.autograd.backward(tensors, gradients)
+
+    def _fake_backward(self, logits: torch.Tensor) -> dict[str, float]:
+        """D's loss on G's outputs from the logits G's loss used, backpropagated into D's weights on this process
+        (DDP averages it with the real pass, whose backward is the synchronised one)."""
+        loss = gan_loss(logits, False, self.gan_kind)
+        torch.autograd.backward(self.scaler.scale(loss / self.accumulate),
+                                inputs=list(self.discriminator.parameters()))
+        return {"d_fake": loss.item(), "d_fake_logit": logits.mean().item()}
+
+    def _generator_losses(self, low: torch.Tensor, output: torch.Tensor, target: torch.Tensor
+                          ) -> tuple[dict[str, torch.Tensor], tuple[torch.Tensor, torch.Tensor] | None]:
+        """G's weighted losses, and for the GAN loss D's input (G's output cut from G's graph) and its logits."""
+        w, losses, fake = self.weights, {}, None
         if w.pixel:
             losses["pixel"] = w.pixel * l1_loss(output, target)
         if w.charbonnier:
@@ -221,23 +247,25 @@ class TrainingStep:
                 ema_output = self.ema.module(low).float()
             losses["ldl"] = w.ldl * ldl_loss(output, target, ema_output)
         if w.gan:
-            # the module itself, not its DDP wrapper: D is frozen here, so there is nothing of D's to synchronise
-            losses["gan"] = w.gan * gan_loss(self.discriminator(output), True, self.gan_kind, for_discriminator=False)
-        return losses
+            # the module itself, not its DDP wrapper: the fake pass's gradients stay on this process until the real
+            # pass's synchronised backward (as in DDP's no_sync)
+            detached_output = output.detach().contiguous(memory_format=self.memory_format).requires_grad_(True)
+            logits = self.discriminator(detached_output).float()
+            losses["gan"] = w.gan * gan_loss(logits, True, self.gan_kind, for_discriminator=False)
+            fake = detached_output, logits
+        return losses, fake
 
-    def _discriminator_step(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, float]:
-        self.discriminator.requires_grad_(True)
-        self.discriminator_optimizer.zero_grad(set_to_none=True)
-        totals = {"d_real": 0.0, "d_fake": 0.0, "d_real_logit": 0.0, "d_fake_logit": 0.0}
-        for last, (real_part, fake_part) in _micro_batches(self.accumulate, real, fake):
+    def _discriminator_step(self, real: torch.Tensor) -> dict[str, float]:
+        """D's real pass (its fake pass ran with G's step) and D's update."""
+        totals = {"d_real": 0.0, "d_real_logit": 0.0}
+        for last, (real_part,) in _micro_batches(self.accumulate, real):
             with _no_sync(self.discriminator_ddp, last):
-                for kind, images in (("real", real_part), ("fake", fake_part)):  # separate backward passes
-                    with self._autocast():
-                        logits = self.discriminator_ddp(images).float()
-                        loss = gan_loss(logits, kind == "real", self.gan_kind)
-                    self.scaler.scale(loss / self.accumulate).backward()
-                    totals[f"d_{kind}"] += loss.item() / self.accumulate
-                    totals[f"d_{kind}_logit"] += logits.mean().item() / self.accumulate
+                with self._autocast():
+                    logits = self.discriminator_ddp(real_part).float()
+                    loss = gan_loss(logits, True, self.gan_kind)
+                self.scaler.scale(loss / self.accumulate).backward()
+                totals["d_real"] += loss.item() / self.accumulate
+                totals["d_real_logit"] += logits.mean().item() / self.accumulate
         self._optimizer_step(self.discriminator_optimizer, self.discriminator)
         return totals
 
@@ -254,6 +282,13 @@ class TrainingStep:
             raise NonFiniteLossError(f"the {loss_name} loss was not finite {self.skipped_in_a_row} steps in a row; "
                                      f"training stopped (lower the learning rate, or check the data for NaNs)")
         return {"skipped": loss_name}
+
+
+def _adam(network: nn.Module, lr: float) -> torch.optim.Adam:
+    """The official optimiser (Adam, betas 0.9 / 0.99); fused on CPUs and GPUs: one kernel instead of a dozen
+    per parameter list (D's update 11 -> 2 ms on this CPU), the same update up to rounding."""
+    fused = next(network.parameters()).device.type in ("cpu", "cuda")
+    return torch.optim.Adam(network.parameters(), lr=lr, betas=(0.9, 0.99), fused=fused)
 
 
 def _distributed(network: nn.Module, broadcast_buffers: bool) -> nn.Module:

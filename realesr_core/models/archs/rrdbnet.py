@@ -66,19 +66,23 @@ class ResidualDenseBlock(nn.Module):
         Each of the five convs reads one row either side, so the input is taken with five rows of halo (clipped at
         the real border, where the convs' zero padding is what the whole pass uses too) and every conv's output
         loses its outermost row on each side that is not the real border.
+        The whole height (training, GPUs) takes no view at all: under autograd an in-place activation on a view
+        costs a copy of the slice forward and backward (G's step 6-16% slower).
         """
         height = x.shape[2]
         lo, hi = max(top - 5, 0), min(bottom + 5, height)
-        features = [x[:, :, lo:hi]]
+        features = [x if (lo, hi) == (0, height) else x[:, :, lo:hi]]
         for conv in (self.conv1, self.conv2, self.conv3, self.conv4, self.conv5):
             out = conv(torch.cat(features, 1) if len(features) > 1 else features[0])
             cut_top, cut_bottom = int(lo > 0), int(hi < height)
-            lo, hi = lo + cut_top, hi - cut_bottom
-            features = [f[:, :, cut_top : f.shape[2] - cut_bottom] for f in features]
-            out = out[:, :, cut_top : out.shape[2] - cut_bottom]
+            if cut_top or cut_bottom:
+                lo, hi = lo + cut_top, hi - cut_bottom
+                features = [f[:, :, cut_top : f.shape[2] - cut_bottom] for f in features]
+                out = out[:, :, cut_top : out.shape[2] - cut_bottom]
             if conv is not self.conv5:
                 features.append(F.leaky_relu(out, LEAKY_SLOPE, inplace=True))
-        return (out * RESIDUAL_SCALE + features[0])[:, :, top - lo : bottom - lo]
+        result = out * RESIDUAL_SCALE + features[0]
+        return result if (lo, hi) == (top, bottom) else result[:, :, top - lo : bottom - lo]
 
 
 class RRDB(nn.Module):
