@@ -58,3 +58,17 @@ def test_official_files_load_through_the_safe_loader(tmp_path: Path) -> None:
     broken["conv3.weight_v"] = torch.zeros(5)
     with pytest.raises(ModelLoadError, match="wrong shapes .*conv3.weight_v"):
         load_discriminator(broken)
+
+
+def test_the_logits_are_conv9s_own_convolution_values_and_gradients() -> None:
+    """The last layer runs as nine 1x1 taps summed in place (faster on the CPU); it is conv9, forward and backward."""
+    network = randomized(UNetDiscriminatorSN(num_feat=8))
+    features = torch.rand(2, 8, 16, 24, requires_grad=True)
+    ours = network._logits(features)
+    reference = network.conv9(features)
+    torch.testing.assert_close(ours, reference, atol=1e-5, rtol=0)
+    grad = torch.rand_like(reference)
+    ours_grads = torch.autograd.grad(ours, [features, network.conv9.weight, network.conv9.bias], grad)
+    reference_grads = torch.autograd.grad(reference, [features, network.conv9.weight, network.conv9.bias], grad)
+    for mine, theirs in zip(ours_grads, reference_grads, strict=True):
+        torch.testing.assert_close(mine, theirs, atol=1e-4, rtol=1e-5)
