@@ -3,8 +3,9 @@
     python bench/degradation.py            # batch of 16 photos of 400x400, official x4 preset, on CPU (and CUDA)
 
 Per-image parameters (each image its own damage) and same-on-batch (one draw, batched through every op). On the CPU
-the pipeline runs twice, with its large filters as FFT products (the default) and with every filter a direct grouped
-convolution, and one 400x400 photo is filtered at each kernel size both ways: the figures behind FFT_MIN_KERNEL.
+the pipeline runs twice, with large filters over one image as FFT products (the default) and with every filter a
+direct grouped convolution; then one and sixteen 400x400 photos are filtered at each kernel size both ways: the
+figures behind FFT_MIN_KERNEL and FFT_MAX_PLANES.
 """
 
 from __future__ import annotations
@@ -47,18 +48,18 @@ def images_per_second(images: torch.Tensor, same_on_batch: bool, repeats: int = 
     return images.shape[0] / best
 
 
-def filter_ms(image: torch.Tensor, kernel: torch.Tensor, repeats: int = 5) -> float:
-    ops.filter2d(image, kernel)  # warm-up
+def filter_ms(images: torch.Tensor, kernel: torch.Tensor, repeats: int = 5) -> float:
+    ops.filter2d(images, kernel)  # warm-up
     started = time.perf_counter()
     for _ in range(repeats):
-        ops.filter2d(image, kernel)
+        ops.filter2d(images, kernel)
     return (time.perf_counter() - started) / repeats * 1000
 
 
 def main() -> None:
     batch = photos(16)
-    fft_min_kernel = ops.FFT_MIN_KERNEL
-    runs = [("cpu", f"FFT from {fft_min_kernel}x{fft_min_kernel}", fft_min_kernel),
+    fft_min_kernel, fft_max_planes = ops.FFT_MIN_KERNEL, ops.FFT_MAX_PLANES
+    runs = [("cpu", f"FFT from {fft_min_kernel}x{fft_min_kernel} for one image", fft_min_kernel),
             ("cpu", "direct convolutions", 1 << 30)]
     runs += [("cuda", "direct convolutions", fft_min_kernel)] if torch.cuda.is_available() else []
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; batch 16 x 400x400, preset realesrgan_x4\n")
@@ -68,16 +69,18 @@ def main() -> None:
         images = batch.to(device)
         print(f"| {device} | {filters} | {images_per_second(images, False):.1f} img/s | "
               f"{images_per_second(images, True):.1f} img/s |", flush=True)
-    print("\nOne 400x400 RGB photo, CPU, one kernel:\n")
-    print("| kernel | direct convolution | FFT | direct / FFT |")
-    print("|---|---|---|---|")
+    print("\n400x400 RGB photos, CPU, one kernel for all:\n")
+    print("| kernel | photos | direct convolution | FFT | direct / FFT |")
+    print("|---|---|---|---|---|")
     for size in range(3, 23, 2):
         kernel = torch.rand(size, size)
-        ops.FFT_MIN_KERNEL = 1 << 30
-        direct = filter_ms(batch[:1], kernel / kernel.sum())
-        ops.FFT_MIN_KERNEL = 1
-        fft = filter_ms(batch[:1], kernel / kernel.sum())
-        print(f"| {size}x{size} | {direct:.2f} ms | {fft:.2f} ms | {direct / fft:.2f}x |", flush=True)
+        for count in (1, 16):
+            ops.FFT_MIN_KERNEL, ops.FFT_MAX_PLANES = 1 << 30, fft_max_planes
+            direct = filter_ms(batch[:count], kernel / kernel.sum())
+            ops.FFT_MIN_KERNEL, ops.FFT_MAX_PLANES = 1, 1 << 30
+            fft = filter_ms(batch[:count], kernel / kernel.sum())
+            print(f"| {size}x{size} | {count} | {direct:.2f} ms | {fft:.2f} ms | {direct / fft:.2f}x |", flush=True)
+    ops.FFT_MAX_PLANES = fft_max_planes
     ops.FFT_MIN_KERNEL = fft_min_kernel
 
 

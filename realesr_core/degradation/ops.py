@@ -27,47 +27,33 @@ def on_colour(images: torch.Tensor, operation: Callable[[torch.Tensor], torch.Te
     return torch.cat([out, resize(images[:, 3:], out.shape[-2:], "area")], 1).clamp(0, 1)
 
 
-# On the CPU, filters from this size up run as products of Fourier transforms: faster than oneDNN's grouped
-# convolution from 7x7 (1.6x) to 21x21 (7x) on a 400x400 image, within 1e-6 of its sums (python bench/degradation.py).
-FFT_MIN_KERNEL = 7
+# On the CPU, a 2-D filter of at least FFT_MIN_KERNEL taps over at most FFT_MAX_PLANES image planes (one image:
+# the pipeline's per-image damage) runs as a product of Fourier transforms, within 1e-6 of the direct sums: oneDNN's
+# grouped convolution is slow with so few groups (one 400x400 RGB image, 21x21: 4-5x faster by FFT), and fast
+# with more (16 images: the direct convolution is 2-8x faster). `python bench/degradation.py` prints both.
+FFT_MIN_KERNEL = 9
+FFT_MAX_PLANES = 6
 
 
 def filter2d(images: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
-    """Correlates each image with its own kernel ([k, k] for all, or [B, k, k]), reflect-padded: one grouped conv."""
+    """Correlates each image with its own kernel ([k, k] for all, or [B, k, k]), reflect-padded: one grouped conv
+    (or, for one or two images on the CPU, FFT products)."""
     batch, channels = images.shape[:2]
     if kernels.dim() == 2:
         kernels = kernels.expand(batch, -1, -1)
     size = kernels.shape[-1]
     padded = pad_reflect(images, size // 2, size // 2, size // 2, size // 2)
-    if _by_fft(images, size):
+    if images.device.type == "cpu" and size >= FFT_MIN_KERNEL and batch * channels <= FFT_MAX_PLANES:
         return _correlate_fft(padded, kernels[:, None], images.shape[-2:])
     weight = kernels.to(images).repeat_interleave(channels, 0)[:, None]
     out = F.conv2d(rearrange(padded, "b c h w -> 1 (b c) h w"), weight, groups=batch * channels)
     return rearrange(out, "1 (b c) h w -> b c h w", b=batch)
 
 
-def filter2d_separable(images: torch.Tensor, kernel_1d: torch.Tensor) -> torch.Tensor:
-    """filter2d with the kernel outer(k, k). Small kernels run as two 1-D passes over the same reflect-padded image
-    (k / 2 times fewer operations), depthwise on channels-last tensors, where oneDNN is about 4x faster than
-    one-channel convolutions over (b c) with the same sums."""
-    size, channels = kernel_1d.shape[0], images.shape[1]
-    padded = pad_reflect(images, size // 2, size // 2, size // 2, size // 2)
-    if _by_fft(images, size):
-        return _correlate_fft(padded, torch.outer(kernel_1d, kernel_1d)[None, None], images.shape[-2:])
-    padded = padded.contiguous(memory_format=torch.channels_last)
-    kernel = kernel_1d.to(images)
-    rows = F.conv2d(padded, kernel.view(1, 1, 1, size).expand(channels, 1, 1, size), groups=channels)
-    return F.conv2d(rows, kernel.view(1, 1, size, 1).expand(channels, 1, size, 1), groups=channels).contiguous()
-
-
-def _by_fft(images: torch.Tensor, kernel_size: int) -> bool:
-    return images.device.type == "cpu" and kernel_size >= FFT_MIN_KERNEL
-
-
 def _correlate_fft(padded: torch.Tensor, kernels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """The valid part of correlating `padded` with `kernels` ([B or 1, 1, k, k]), top-left `size`, via the FFT.
-    The transforms are zero-padded to lengths with no prime factor above 5 (fast), at least the padded image's, so
-    the circular product wraps only outside the valid part."""
+    """The valid part of correlating `padded` with `kernels` ([B, 1, k, k]), top-left `size`, via the FFT. The
+    transforms are zero-padded to lengths with no prime factor above 5 (fast), at least the padded image's, so the
+    circular product wraps only outside the valid part."""
     lengths = (_fft_length(padded.shape[-2]), _fft_length(padded.shape[-1]))
     work = torch.float64 if padded.dtype == torch.float64 else torch.float32
     image_spectrum = torch.fft.rfft2(padded.to(work), s=lengths)
@@ -86,6 +72,17 @@ def _fft_length(minimum: int) -> int:
         if rest == 1:
             return length
         length += 1
+
+
+def filter2d_separable(images: torch.Tensor, kernel_1d: torch.Tensor) -> torch.Tensor:
+    """filter2d with the kernel outer(k, k), as two 1-D passes over the same reflect-padded image: the same
+    result as the 2-D kernel, k / 2 times fewer operations. Depthwise on channels-last tensors, where oneDNN is
+    about 4x faster than one-channel convolutions over (b c) with the same sums."""
+    size, channels = kernel_1d.shape[0], images.shape[1]
+    padded = pad_reflect(images, size // 2, size // 2, size // 2, size // 2).contiguous(memory_format=torch.channels_last)
+    kernel = kernel_1d.to(images)
+    rows = F.conv2d(padded, kernel.view(1, 1, 1, size).expand(channels, 1, 1, size), groups=channels)
+    return F.conv2d(rows, kernel.view(1, 1, size, 1).expand(channels, 1, size, 1), groups=channels).contiguous()
 
 
 def resize(images: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
