@@ -58,8 +58,9 @@ class TrainingStep:
 
     `patch`: degraded pairs are cropped to it (one random place per batch, as the official step does after degrading
     400² ground truths). `accumulate`: the batch runs as that many micro-batches whose gradients add up to the whole
-    batch's (less memory, same update). `amp_dtype`: autocast's dtype (fp16 brings a GradScaler). `grad_clip`: the
-    largest gradient norm of each network (0: no clipping)."""
+    batch's (less memory; G's update is the same, D's close: spectral norm's power iteration runs once per micro-batch,
+    so each micro-batch meets a slightly different sigma). `amp_dtype`: autocast's dtype (fp16 brings a GradScaler).
+    `grad_clip`: the largest gradient norm of each network (0: no clipping)."""
 
     def __init__(self, generator: nn.Module, degradation: DegradationConfig | str | None, *,
                  weights: LossWeights = STAGE_LOSSES["net"], discriminator: nn.Module | None = None,
