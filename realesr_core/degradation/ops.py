@@ -30,7 +30,7 @@ def on_colour(images: torch.Tensor, operation: Callable[[torch.Tensor], torch.Te
 # On the CPU, a 2-D filter of at least FFT_MIN_KERNEL taps over at most FFT_MAX_PLANES image planes (one image:
 # the pipeline's per-image damage) runs as a product of Fourier transforms, within 1e-6 of the direct sums: oneDNN's
 # grouped convolution is slow with so few groups (one 400x400 RGB image, 21x21: 4-5x faster by FFT), and fast
-# with more (16 images: the direct convolution is 2-8x faster). `python bench/degradation.py` prints both.
+# with more (16 images: the direct convolution is 2-7x faster). `python bench/degradation.py` prints both.
 FFT_MIN_KERNEL = 9
 FFT_MAX_PLANES = 6
 
