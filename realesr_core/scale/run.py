@@ -92,7 +92,7 @@ def plan_pool(device: str | None, workers: int | None) -> WorkerPool:
 def upscale_on_ray(model: ModelDescriptor, sources: list[Path], args: argparse.Namespace, options: UpscaleOptions,
                    video: VideoOptions, label: str) -> int:
     """The `upscale` command on Ray, with the options the command line parsed; returns its exit status."""
-    from ..cli import output_path, video_output_path
+    from ..cli.upscale import output_path, video_output_path
 
     job = Job(model=str(Path(args.model).resolve()) if Path(args.model).is_file() else args.model,
               options=replace(options, device=None), video=replace(video, resume=True),
@@ -139,7 +139,7 @@ def _plan_item(model: ModelDescriptor, source: Path, target: Path, job: Job, arg
                label: str, manifest: Manifest) -> Item | None:
     """The item for `source`, or None when an earlier run of the same job made it. An image whose result would not
     fit in memory (or with --stream) is cut into tile rows and written as a tiled TIFF, as without Ray."""
-    from ..cli import must_stream, output_path
+    from ..cli.upscale import must_stream, output_path
 
     if source.suffix.lower() in VIDEO_SUFFIXES:
         key = item_key(source, target, job)

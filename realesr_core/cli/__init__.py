@@ -1,0 +1,48 @@
+"""The `realesr` command line: one module per subcommand, each adding its own parser; nothing in the library
+imports this package."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from ..errors import RealESRError
+from ..models import zoo
+from . import degrade, models, train, upscale
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="realesr", description="Real-ESRGAN upscaling and model tools.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    upscale.add_parser(sub)
+    models.add_parsers(sub)
+    degrade.add_parser(sub)
+    train.add_parsers(sub)
+    return parser
+
+
+def use_cache_from_environment() -> None:
+    """$REALESR_CACHE, else $XDG_CACHE_HOME/realesr, as the cache of converted weights (default ~/.cache/realesr)."""
+    if explicit := os.environ.get("REALESR_CACHE"):
+        zoo.set_cache_dir(explicit)
+    elif xdg := os.environ.get("XDG_CACHE_HOME"):
+        zoo.set_cache_dir(Path(xdg) / "realesr")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    use_cache_from_environment()
+    try:
+        return args.func(args)
+    except RealESRError as exc:
+        print(f"realesr: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nrealesr: interrupted; nothing half-written was left (a video continues with --resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
