@@ -62,7 +62,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
                          bit_depth=None if args.video_bits == "auto" else int(args.video_bits),
                          skip_duplicates=args.skip_duplicates, resume=args.resume)
     if args.ray is not None:
-        from ..scale.run import upscale_on_ray
+        from ..cluster.run import upscale_on_ray
 
         return upscale_on_ray(model, sources, args, options, video, label)
     for source in sources:

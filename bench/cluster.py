@@ -1,7 +1,7 @@
 """Benchmark: 40 small photos through plain `realesr upscale` and through `--ray` with 1 and 2 workers.
 
-    python bench/scale.py                                  # 40 crops of 128x128, RealESRGAN_x4plus, CPU
-    python bench/scale.py --model realesr-animevideov3 --size 256 --rounds 3
+    python bench/cluster.py                                # 40 crops of 128x128, RealESRGAN_x4plus, CPU
+    python bench/cluster.py --model realesr-animevideov3 --size 256 --rounds 3
 
 Every row runs the command line in this process into a fresh folder (a shared one would be skipped as done); rows
 alternate, round after round, and each row's best round is compared, since other work on the machine slows down

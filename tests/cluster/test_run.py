@@ -15,12 +15,12 @@ import tifffile
 from PIL import Image
 
 from realesr_core.cli import main
+from realesr_core.cluster.run import WorkerPool, connect, plan_pool, run_units
+from realesr_core.cluster.units import MANIFEST_NAME, ImageUnit, Job
 from realesr_core.errors import RealESRError
 from realesr_core.media import video as video_module
 from realesr_core.media.images import read_image
 from realesr_core.models import zoo
-from realesr_core.scale.run import WorkerPool, connect, plan_pool, run_units
-from realesr_core.scale.units import MANIFEST_NAME, ImageUnit, Job
 from realesr_core.upscaling import UpscaleOptions
 
 from helpers import make_clip, photo

@@ -1,6 +1,6 @@
 """The upscaler a Ray actor runs: the model loaded once, then unit after unit, each answered by a status row.
 
-Imported only inside Ray workers and by `scale.run` (Ray itself is imported inside the actor, where it exists).
+Imported only inside Ray workers and by `cluster.run` (Ray itself is imported inside the actor, where it exists).
 """
 
 from __future__ import annotations

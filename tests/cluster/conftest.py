@@ -1,4 +1,4 @@
-"""One Ray cluster for every scale-out test: a 2-CPU head started once per session (Ray's own advice), as a
+"""One Ray cluster for every cluster test: a 2-CPU head started once per session (Ray's own advice), as a
 `ray.cluster_utils.Cluster` so that tests can add nodes (a logical GPU, a node to remove) and take them away again."""
 
 from __future__ import annotations
