@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -18,7 +19,7 @@ from ..media.video import VIDEO_SUFFIXES, VideoOptions, upscale_video
 from ..models import ModelDescriptor, load_model, zoo
 from ..upscaling import UpscaleOptions
 from ..upscaling.channels import ALPHA_MODES
-from ..upscaling.device import available_memory
+from ..upscaling.device import available_memory, usable_cpus
 from ..upscaling.options import DEFAULT_BLEND, DEFAULT_BORDER, DEFAULT_OVERLAP, PRECISION_CHOICES
 from .common import ProgressBar, collect_inputs, model_help
 
@@ -52,6 +53,8 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if args.ray is None:
         model.module.to(device)  # our own copy of the model: moved once, not per image
+        if device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+            torch.set_num_threads(usable_cpus())  # threads beyond the free cores stall each other
     options = UpscaleOptions(tile=args.tile, overlap=args.overlap, blend=args.blend, border=args.border,
                              precision=args.precision, alpha=args.alpha, outscale=args.outscale, width=args.width,
                              height=args.height, device=device, compile=args.compile)
@@ -62,7 +65,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
                          bit_depth=None if args.video_bits == "auto" else int(args.video_bits),
                          skip_duplicates=args.skip_duplicates, resume=args.resume)
     if args.ray is not None:
-        from ..cluster.run import upscale_on_ray
+        from ..cluster import upscale_on_ray
 
         return upscale_on_ray(model, sources, args, options, video, label)
     for source in sources:

@@ -1,6 +1,33 @@
 """Running `upscale` on a Ray cluster (`realesr upscale --ray`; optional extra `ray`, imported only when used).
 
 `units` cuts the inputs into units of work (an image, a video's keyframe segment, a huge image's row of tiles) from
-`media/`, and keeps the manifest of finished outputs; `worker` is the actor that loads the model once and runs units
-through `upscaling/`; `run` plans, hands the units out with Ray Data and joins the parts.
+`media/`, and keeps the manifest of finished outputs; `fleet` joins the cluster and plans one upscaler per slot, node
+by node; `worker` is the actor that loads the model once and runs units through `upscaling/`; `dispatch` hands units
+to the workers with bounded retries; `run` plans the items, finishes them (joins parts) and records them.
 """
+
+from .dispatch import Fleet
+from .fleet import ClusterLost, HeadWatch, Slot, connect, fleet_for, plan_fleet
+from .run import Interrupted, Outcome, run_items, upscale_on_ray
+from .units import MANIFEST_NAME, ImageUnit, Item, Job, Manifest, image_item, item_key
+
+__all__ = [
+    "MANIFEST_NAME",
+    "ClusterLost",
+    "Fleet",
+    "HeadWatch",
+    "ImageUnit",
+    "Interrupted",
+    "Item",
+    "Job",
+    "Manifest",
+    "Outcome",
+    "Slot",
+    "connect",
+    "fleet_for",
+    "image_item",
+    "item_key",
+    "plan_fleet",
+    "run_items",
+    "upscale_on_ray",
+]

@@ -12,10 +12,11 @@ import functools
 import hashlib
 import json
 import os
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from ..media.huge import TileRowPlan, plan_tile_rows, upscale_tile_row, write_tile_rows
 from ..media.images import read_image
@@ -53,10 +54,16 @@ class ImageUnit:
 
     source: Path
     target: Path
+    pixels: int = 0  # input pixels, as the header says: small images travel together (see `dispatch.parcels`)
 
     @property
     def label(self) -> str:
         return self.source.name
+
+    @property
+    def written(self) -> Path:
+        """The file it writes (atomically: a hidden temporary beside it until it is whole)."""
+        return self.target
 
     def run(self, model: Any, job: Job, options: UpscaleOptions) -> list[int]:
         loaded = read_image(self.source, job.max_pixels)
@@ -83,6 +90,10 @@ class SegmentUnit:
     def label(self) -> str:
         return f"{self.plan.source.name} segment {self.index + 1}/{len(self.plan.facts.segments)}"
 
+    @property
+    def written(self) -> Path:
+        return self.plan.work.part(self.index)
+
     def run(self, model: Any, job: Job, options: UpscaleOptions) -> list[int]:
         return list(write_segment(model, self.plan, self.index, options, job.video))
 
@@ -105,6 +116,10 @@ class TileRowUnit:
     def label(self) -> str:
         return f"{self.plan.source.name} tile row {self.row + 1}/{self.plan.rows}"
 
+    @property
+    def written(self) -> Path:
+        return self.plan.work.part(self.row)
+
     def run(self, model: Any, job: Job, options: UpscaleOptions) -> list[int]:
         return [upscale_tile_row(model, self.plan, self.row, options, job.max_pixels)]
 
@@ -126,8 +141,8 @@ class Item:
     finish: Callable[[], object] | None = None
 
 
-def image_item(source: Path, target: Path, key: str) -> Item:
-    return Item(source, target, [ImageUnit(source, target)], key)
+def image_item(source: Path, target: Path, key: str, pixels: int) -> Item:
+    return Item(source, target, [ImageUnit(source, target, pixels)], key)
 
 
 def video_item(plan: VideoPlan, key: str) -> Item:
@@ -147,20 +162,28 @@ def huge_item(model: Any, source: Path, target: Path, job: Job, key: str) -> Ite
 
 def item_key(source: Path, target: Path, job: Job) -> str:
     """Names the output, its source as it is now (size, modification time) and every setting that changes it."""
-    stat = source.stat()
-    described = {"source": str(source), "bytes": stat.st_size, "modified": stat.st_mtime_ns, "target": str(target),
-                 **job.key()}
+    try:
+        stat = source.stat()
+        size, modified = stat.st_size, stat.st_mtime_ns
+    except OSError:  # gone or unreadable: a failed row still needs a key
+        size, modified = -1, -1
+    described = {"source": str(source), "bytes": size, "modified": modified, "target": str(target), **job.key()}
     return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()
 
 
 class Manifest:
     """The status row of every output of earlier runs (path, target, ok, seconds, error), one JSON line each
-    (`MANIFEST_NAME` in the outputs' folder): what a re-run skips. Written by the driver alone, a line at a time, so a
-    crash loses at most the line being written (ignored on reading)."""
+    (`MANIFEST_NAME` in the outputs' folder): what a re-run skips. Written by the driver alone, a line at a time and
+    flushed at once (a killed driver loses at most the line being written, ignored on reading), and forced to disk
+    once a second (a power cut loses at most that second: those outputs are made again)."""
+
+    SYNC_SECONDS = 1.0
 
     def __init__(self, folder: Path) -> None:
         self.path = folder / MANIFEST_NAME
         self.made: set[str] = set()
+        self.handle: IO[str] | None = None
+        self.synced = 0.0
         if self.path.exists():
             for line in self.path.read_text().splitlines():
                 try:
@@ -176,8 +199,23 @@ class Manifest:
     def add(self, key: str, status: dict[str, Any]) -> None:
         if status["ok"]:
             self.made.add(key)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a") as handle:
-            handle.write(json.dumps({"key": key, **status}) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        if self.handle is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.handle = open(self.path, "a")  # noqa: SIM115 - kept open for the run, closed by `close`
+        self.handle.write(json.dumps({"key": key, **status}) + "\n")
+        self.handle.flush()
+        if time.monotonic() - self.synced >= self.SYNC_SECONDS:
+            os.fsync(self.handle.fileno())
+            self.synced = time.monotonic()
+
+    def __enter__(self) -> Manifest:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.handle is not None:
+            os.fsync(self.handle.fileno())
+            self.handle.close()
+            self.handle = None

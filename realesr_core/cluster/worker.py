@@ -1,22 +1,20 @@
-"""The upscaler a Ray actor runs: the model loaded once, then unit after unit, each answered by a status row.
+"""The upscaler a Ray actor runs: the model loaded once, then parcel after parcel of units, each unit answered by a
+status row.
 
-Imported only inside Ray workers and by `cluster.run` (Ray itself is imported inside the actor, where it exists).
+Imported only inside Ray workers and by `cluster.dispatch` (Ray itself is imported inside the actor, where it exists).
 """
 
 from __future__ import annotations
 
-import json
-import pickle
 import time
 from dataclasses import replace
 from typing import Any
 
-import numpy as np
 import torch
 
 from ..errors import RealESRError
 from ..models import load_model, zoo
-from .units import Job
+from .units import Job, Unit
 
 
 def worker_device(asked: str | None, has_gpu: bool) -> torch.device:
@@ -30,8 +28,9 @@ def worker_device(asked: str | None, has_gpu: bool) -> torch.device:
 
 
 class Upscaler:
-    """Ray Data's callable class (one per actor): loads the model once in `__init__`, then upscales the units of the
-    rows it is given. Workers read and write their own files; a unit that fails becomes a status row saying why."""
+    """One per actor: loads the model once in `__init__` (again after Ray restarts a worker that died), then runs the
+    parcels it is given. Workers read and write their own files; a unit that fails becomes a status row saying why,
+    and the next unit of the parcel still runs."""
 
     def __init__(self, job: Job) -> None:
         import ray
@@ -41,32 +40,31 @@ class Upscaler:
         assigned = context.get_assigned_resources()
         self.node = context.get_node_id()
         self.device = worker_device(job.device, bool(assigned.get("GPU")))
-        if self.device.type == "cpu" and assigned.get("CPU"):
-            torch.set_num_threads(max(1, int(assigned["CPU"])))
+        if self.device.type == "cpu":
+            torch.set_num_threads(max(1, int(assigned.get("CPU", 1))))  # the cores Ray gave it, not the node's
         self.job = job
         self.model = load_model(job.model)
         self.model.module.to(self.device)  # once, not per unit
         self.options = replace(job.options, device=self.device)
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[Any]]:
-        statuses: dict[str, list[Any]] = {name: [] for name in STATUS_COLUMNS}
-        for index, payload in zip(batch["unit"], batch["payload"], strict=True):
-            unit = pickle.loads(payload)
-            started = time.perf_counter()
-            result: list[int] = []
-            error = ""
-            try:
-                result = unit.run(self.model, self.job, self.options)
-            except RealESRError as exc:
-                error = str(exc)
-            except Exception as exc:  # noqa: BLE001 - one unit's failure is reported in its row, the run goes on
-                error = f"{type(exc).__name__}: {exc}"
-            status = {"unit": int(index), "path": str(unit.source), "ok": not error,
-                      "seconds": time.perf_counter() - started, "error": error, "result": json.dumps(result),
-                      "device": str(self.device), "node": self.node}
-            for name, value in status.items():
-                statuses[name].append(value)
-        return statuses
+    def ready(self) -> dict[str, str]:
+        """Answers once the model is loaded: where this worker runs."""
+        return {"node": self.node, "device": str(self.device)}
 
+    def run(self, parcel: list[tuple[int, Unit]]) -> list[dict[str, Any]]:
+        """Runs each (index, unit) of `parcel`; returns their status rows (unit: the index, path, ok, seconds, error,
+        result: what the driver records, device, node)."""
+        return [self._run_one(index, unit) for index, unit in parcel]
 
-STATUS_COLUMNS = ("unit", "path", "ok", "seconds", "error", "result", "device", "node")
+    def _run_one(self, index: int, unit: Unit) -> dict[str, Any]:
+        started = time.perf_counter()
+        result: list[int] = []
+        error = ""
+        try:
+            result = unit.run(self.model, self.job, self.options)
+        except RealESRError as exc:
+            error = str(exc)
+        except Exception as exc:  # noqa: BLE001 - one unit's failure is reported in its row, the run goes on
+            error = f"{type(exc).__name__}: {exc}"
+        return {"unit": index, "path": str(unit.source), "ok": not error, "seconds": time.perf_counter() - started,
+                "error": error, "result": result, "device": str(self.device), "node": self.node}

@@ -1,12 +1,20 @@
-"""`upscale --ray` on a real local Ray cluster: the same bytes as without Ray, a node lost mid-run, resuming, the GPU
-request path on a logical GPU, the no-GPU error, and a corrupt input reported while the rest completes."""
+"""`upscale --ray` on a real local Ray cluster: the same bytes as without Ray, resuming, a corrupt input, a worker
+killed by one input, a node lost mid-unit, a mixed fleet with a logical GPU, the no-GPU error, Ctrl+C, a lost head.
+
+Units that stand in for trouble (a worker that dies on one named input, one that holds until the test has removed
+its node) are subclasses of the real ones defined here and sent to the workers by value."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
 import sys
+import textwrap
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +23,22 @@ import tifffile
 from PIL import Image
 
 from realesr_core.cli import main
-from realesr_core.cluster.run import WorkerPool, connect, plan_pool, run_units
-from realesr_core.cluster.units import MANIFEST_NAME, ImageUnit, Job
+from realesr_core.cluster import (
+    MANIFEST_NAME,
+    Fleet,
+    ImageUnit,
+    Interrupted,
+    Item,
+    Job,
+    Manifest,
+    Outcome,
+    Slot,
+    connect,
+    item_key,
+    plan_fleet,
+    run_items,
+)
+from realesr_core.cluster import dispatch as dispatch_module
 from realesr_core.errors import RealESRError
 from realesr_core.media import video as video_module
 from realesr_core.media.images import read_image
@@ -27,8 +49,11 @@ from helpers import make_clip, photo
 
 ray = pytest.importorskip("ray")
 pytest.importorskip("av")
+pytestmark = pytest.mark.slow
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the stand-in units below travel by value
 
 MODEL = ["-m", "realesr-animevideov3"]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def images(folder: Path, count: int, size: int = 20) -> Path:
@@ -42,8 +67,89 @@ def outputs(folder: Path) -> dict[str, bytes]:
     return {path.name: path.read_bytes() for path in sorted(folder.iterdir()) if not path.name.startswith(".")}
 
 
+def hidden(folder: Path) -> list[str]:
+    return sorted(path.name for path in folder.iterdir() if path.name.startswith("."))
+
+
 def manifest(folder: Path) -> list[dict]:
     return [json.loads(line) for line in (folder / MANIFEST_NAME).read_text().splitlines()]
+
+
+def job() -> Job:
+    return Job("realesr-animevideov3", UpscaleOptions(), video_module.VideoOptions(), None, 95, 10**8, None,
+               str(zoo.cache_dir()))
+
+
+def head_id() -> str:
+    return next(node["NodeID"] for node in ray.nodes() if node["Alive"] and node["Resources"].get("CPU") == 2)
+
+
+def items_of(units: list[ImageUnit]) -> list[Item]:
+    return [Item(unit.source, unit.target, [unit], item_key(unit.source, unit.target, job())) for unit in units]
+
+
+def wait_for(path: Path, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path.name} never appeared"
+        time.sleep(0.05)
+
+
+@dataclass(frozen=True)
+class PoisonedUnit(ImageUnit):
+    """An image whose worker process dies on it (as in a decoder's segfault or the memory killer's SIGKILL)."""
+
+    def run(self, model, job, options):
+        if self.source.name == "poison.png":
+            os._exit(1)
+        return super().run(model, job, options)
+
+
+@dataclass(frozen=True)
+class GatedUnit(ImageUnit):
+    """An image that, on `hold_node`, announces itself and then waits for ever (until its node is removed); on any
+    other node, waits until `gate` exists, then is upscaled."""
+
+    hold_node: str = ""
+    gate: Path = Path()
+
+    def run(self, model, job, options):
+        if ray.get_runtime_context().get_node_id() == self.hold_node:
+            (self.gate.parent / "holding").touch()
+            time.sleep(600)
+        wait_for(self.gate)
+        return super().run(model, job, options)
+
+
+@dataclass(frozen=True)
+class MeetingUnit(ImageUnit):
+    """An image that notes its node, then waits until `nodes` nodes have started one (or a minute went by)."""
+
+    meeting: Path = Path()
+    nodes: int = 0
+
+    def run(self, model, job, options):
+        (self.meeting / ray.get_runtime_context().get_node_id()).touch()
+        deadline = time.monotonic() + 60
+        while len(list(self.meeting.iterdir())) < self.nodes and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return super().run(model, job, options)
+
+
+@dataclass(frozen=True)
+class SlowWriterUnit(ImageUnit):
+    """Starts writing its output (a hidden temporary appears beside it), announces it, and takes for ever."""
+
+    def run(self, model, job, options):
+        from realesr_core.files import write_atomically
+
+        def write(temporary: Path) -> None:
+            temporary.write_bytes(b"half an image")
+            (self.target.parent.parent / "writing").touch()
+            time.sleep(600)
+
+        write_atomically(self.target, write)
+        return []
 
 
 def test_without_ray_the_error_names_the_extra(monkeypatch) -> None:
@@ -65,7 +171,7 @@ def test_images_and_a_video_give_the_bytes_of_the_plain_run(cluster, tmp_path: P
     assert spread == plain
     assert read_image(tmp_path / "ray" / "deep_x4.png").bit_depth == 16
     assert sorted(row["target"].rsplit("/", 1)[1] for row in manifest(tmp_path / "ray") if row["ok"]) == sorted(spread)
-    assert [p.name for p in (tmp_path / "ray").iterdir() if p.name.startswith(".")] == [MANIFEST_NAME]  # no parts
+    assert hidden(tmp_path / "ray") == [MANIFEST_NAME]  # no parts, no temporaries
 
 
 def test_a_resumed_run_makes_only_what_is_missing(cluster, tmp_path: Path, capsys) -> None:
@@ -96,6 +202,89 @@ def test_a_corrupt_input_is_reported_and_the_rest_completes(cluster, tmp_path: P
     assert "broken.png" in errors and "noise.png" in errors
 
 
+def test_a_worker_killed_by_one_input_fails_that_input_alone(cluster, tmp_path: Path, capsys) -> None:
+    """The poison file: its worker process dies each time. The five images packed in its parcel run again alone;
+    it is tried alone until its deaths are counted out, then reported; the run ends."""
+    folder = images(tmp_path / "in", 5)
+    Image.fromarray(photo(20)).save(folder / "poison.png")
+    out = tmp_path / "out"
+    units = [PoisonedUnit(source, out / source.name, 400) for source in sorted(folder.iterdir())]
+    started = time.monotonic()
+    with Manifest(out) as book:
+        outcome = run_items(items_of(units), job(), [Slot(head_id(), 1, 0)] * 2, book, Outcome())
+    print(f"poison run: {time.monotonic() - started:.1f} s", file=sys.stderr)
+    assert outcome.made == 5 and [Path(row["path"]).name for row in outcome.failures] == ["poison.png"]
+    cause = outcome.failures[0]["error"]
+    assert "the worker process died while upscaling it, 2 times running it alone" in cause
+    assert sorted(outputs(out)) == [f"photo{index:02d}.png" for index in range(5)]
+    rows = manifest(out)
+    assert [Path(row["path"]).name for row in rows if not row["ok"]] == ["poison.png"]
+    assert f"realesr: error: {folder / 'poison.png'}: the worker process died" in capsys.readouterr().err
+
+
+def test_a_node_lost_mid_unit_gives_every_output_once(cluster, tmp_path: Path, monkeypatch) -> None:
+    """Deterministic: the unit on the doomed node holds until the node is removed under it, and every unit elsewhere
+    waits until then; the lost unit runs again elsewhere, and each output is made once, as the plain run makes it."""
+    monkeypatch.setattr(dispatch_module, "PARCEL_UNITS", 1)
+    folder = images(tmp_path / "in", 6, size=32)
+    assert main(["upscale", str(folder), "-o", str(tmp_path / "plain"), *MODEL]) == 0
+    node = cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    gate, out = tmp_path / "gate" / "removed", tmp_path / "out"
+    gate.parent.mkdir()
+    units = [GatedUnit(source, out / f"{source.stem}_x4.png", 1024, node.node_id, gate)
+             for source in sorted(folder.iterdir())]
+
+    def remove_the_node_under_its_unit() -> None:
+        wait_for(gate.parent / "holding")
+        cluster.remove_node(node)
+        gate.touch()
+
+    remover = threading.Thread(target=remove_the_node_under_its_unit)
+    remover.start()
+    try:
+        with Manifest(out) as book:
+            outcome = run_items(items_of(units), job(), [Slot(head_id(), 1, 0), Slot(node.node_id, 1, 0)], book,
+                                Outcome())
+    finally:
+        remover.join()
+    assert outcome.made == 6 and not outcome.failures
+    assert outputs(out) == outputs(tmp_path / "plain")
+    assert hidden(out) == [MANIFEST_NAME]  # no temporaries left
+    made = [row for row in manifest(out) if row["ok"]]
+    assert len(made) == 6 and len({row["target"] for row in made}) == 6
+    assert all(node.node_id not in row["nodes"] for row in made)  # the held unit was made elsewhere
+
+
+def test_a_mixed_fleet_puts_gpu_workers_on_gpu_nodes_and_cpu_workers_on_the_rest(cluster, tmp_path: Path,
+                                                                                 monkeypatch) -> None:
+    """A node declaring a GPU (no CUDA behind it: its worker computes on the CPU) beside two CPU nodes: one worker
+    per node, each sized by its own node, and every node upscales."""
+    monkeypatch.setattr(dispatch_module, "PARCEL_UNITS", 1)
+    gpu_node = cluster.add_node(num_cpus=1, num_gpus=1)
+    cpu_node = cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    try:
+        slots = plan_fleet(None, None)
+        assert sorted(slots, key=lambda slot: slot.cpus) == sorted(
+            [Slot(gpu_node.node_id, 1, 1), Slot(cpu_node.node_id, 1, 0), Slot(head_id(), 2, 0)],
+            key=lambda slot: slot.cpus)
+        meeting, out = tmp_path / "meeting", tmp_path / "out"
+        meeting.mkdir()
+        folder = images(tmp_path / "in", 8)
+        units = [MeetingUnit(source, out / source.name, 400, meeting, 3) for source in sorted(folder.iterdir())]
+        with Fleet(job(), slots) as fleet:
+            statuses = list(fleet.run(units))
+        assert sorted(status["unit"] for status in statuses) == list(range(8)) and all(s["ok"] for s in statuses)
+        assert {status["node"] for status in statuses} == {gpu_node.node_id, cpu_node.node_id, head_id()}
+        assert {status["device"] for status in statuses} == {"cpu"}  # the logical GPU's worker fell back
+        assert len(outputs(out)) == 8
+    finally:
+        cluster.remove_node(gpu_node)
+        cluster.remove_node(cpu_node)
+        cluster.wait_for_nodes()
+
+
 def test_asking_a_cluster_without_gpus_for_them_fails_at_once(cluster, tmp_path: Path, capsys) -> None:
     folder = images(tmp_path / "in", 1)
     started = time.perf_counter()
@@ -107,36 +296,30 @@ def test_asking_a_cluster_without_gpus_for_them_fails_at_once(cluster, tmp_path:
 
 def test_workers_that_cannot_start_stop_the_run_with_a_clear_error(cluster, tmp_path: Path) -> None:
     """A model every worker fails to load (here: a file only the driver could have had) ends the run with its reason,
-    instead of Ray restarting the actors forever."""
-    job = Job(str(tmp_path / "gone.pth"), UpscaleOptions(), video_module.VideoOptions(), None, 95, 10**8, None,
-              str(zoo.cache_dir()))
-    units = [ImageUnit(images(tmp_path / "in", 1) / "photo00.png", tmp_path / "out" / "photo00.png")]
-    with pytest.raises(RealESRError, match="the Ray run stopped: .*gone.pth' is neither an existing file"):
-        list(run_units(units, job, WorkerPool(1, 1, 0)))
+    instead of Ray restarting the workers for ever."""
+    broken = Job(str(tmp_path / "gone.pth"), UpscaleOptions(), video_module.VideoOptions(), None, 95, 10**8, None,
+                 str(zoo.cache_dir()))
+    units = [ImageUnit(images(tmp_path / "in", 1) / "photo00.png", tmp_path / "out" / "photo00.png", 400)]
+    with pytest.raises(RealESRError, match="no upscaler could start: .*gone.pth' is neither an existing file"):
+        with Fleet(broken, [Slot(head_id(), 1, 0)]) as fleet:
+            list(fleet.run(units))
     assert not (tmp_path / "out").exists()
 
 
-def test_a_logical_gpu_gets_gpu_actors_that_compute_on_the_cpu(cluster, tmp_path: Path) -> None:
-    """A node declaring one GPU (no CUDA behind it): one actor asks for it and falls back to the CPU."""
-    assert plan_pool(None, None) == WorkerPool(workers=1, cpus=2, gpus=0)  # the 2-CPU head alone
-    node = cluster.add_node(num_cpus=1, num_gpus=1)
-    cluster.wait_for_nodes()
-    try:
-        assert plan_pool(None, 2) == WorkerPool(workers=2, cpus=1, gpus=0.5)  # two share the GPU
-        pool = plan_pool(None, None)
-        assert pool == WorkerPool(workers=1, cpus=1, gpus=1)
-        folder = images(tmp_path / "in", 2)
-        job = Job("realesr-animevideov3", UpscaleOptions(), video_module.VideoOptions(), None, 95, 10**8, None,
-                  str(zoo.cache_dir()))
-        units = [ImageUnit(source, tmp_path / "out" / source.name) for source in sorted(folder.iterdir())]
-        statuses = list(run_units(units, job, pool))
-        assert sorted(status["unit"] for status in statuses) == [0, 1]
-        assert all(status["ok"] and status["device"] == "cpu" and status["node"] == node.node_id
-                   for status in statuses)
-        assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["photo00.png", "photo01.png"]
-    finally:
-        cluster.remove_node(node)
-        cluster.wait_for_nodes()
+def test_ctrl_c_stops_the_workers_and_removes_what_they_were_writing(cluster, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(dispatch_module, "PARCEL_UNITS", 1)
+    folder, out = images(tmp_path / "in", 1), tmp_path / "out"
+    items = items_of([SlowWriterUnit(folder / "photo00.png", out / "photo00_x4.png", 400)])
+
+    def then_ctrl_c():
+        yield from items
+        wait_for(tmp_path / "writing")
+        assert [name for name in hidden(out) if name.startswith(".photo00_x4.")]  # the temporary is there
+        raise KeyboardInterrupt
+
+    with Manifest(out) as book, pytest.raises(Interrupted, match="temporary files of what they were writing removed"):
+        run_items(then_ctrl_c(), job(), [Slot(head_id(), 1, 0)], book, Outcome())
+    assert hidden(out) == []  # nothing recorded, nothing half-written
 
 
 def test_a_huge_image_is_spread_by_tile_rows_and_written_once(cluster, tmp_path: Path) -> None:
@@ -155,37 +338,44 @@ def test_a_huge_image_is_spread_by_tile_rows_and_written_once(cluster, tmp_path:
     assert not list(tmp_path.glob(".ray.tif.parts"))
 
 
-def test_a_node_lost_mid_run_still_gives_every_output_once(cluster, tmp_path: Path) -> None:
-    """Three one-CPU upscalers, one on a node that is removed as soon as it has made an output (its queued units
-    go with it): Ray restarts that work elsewhere; every output exists once, is whole, and equals the plain run's."""
-    folder = images(tmp_path / "in", 16, size=64)
-    assert main(["upscale", str(folder), "-o", str(tmp_path / "plain"), *MODEL]) == 0
-    node = cluster.add_node(num_cpus=1)
-    cluster.wait_for_nodes()
-    out = tmp_path / "out"
-    removed_after: list[int] = []
+LOSE_THE_HEAD = """
+import sys, threading, time
+from pathlib import Path
+from ray.cluster_utils import Cluster
+from realesr_core.cli import main
+from realesr_core.cluster import fleet
 
-    def remove_once_it_worked() -> None:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                rows = manifest(out)
-            except (OSError, ValueError):
-                rows = []
-            if any(node.node_id in row["nodes"] for row in rows):
-                removed_after.append(len(rows))
-                break
-            time.sleep(0.02)
-        cluster.remove_node(node)
+fleet.LOST_AFTER_SECONDS = 3.0
+cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+cluster.add_node(num_cpus=1)
+out = Path(sys.argv[2])
 
-    remover = threading.Thread(target=remove_once_it_worked)
-    remover.start()
-    try:
-        assert main(["upscale", str(folder), "-o", str(out), *MODEL, "--ray", "--ray-workers", "3"]) == 0
-    finally:
-        remover.join()
-    assert removed_after and removed_after[0] < 16  # the node worked, and was removed with work left
-    assert outputs(out) == outputs(tmp_path / "plain")
-    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [MANIFEST_NAME]  # no temporaries left
-    made = [row for row in manifest(out) if row["ok"]]
-    assert len(made) == 16 and len({row["target"] for row in made}) == 16
+killed = []
+
+def kill_the_head_once_work_is_under_way():
+    while not out.exists():
+        time.sleep(0.05)
+    cluster.head_node.kill_all_processes(check_alive=False, allow_graceful=False)
+    killed.append(time.monotonic())
+
+threading.Thread(target=kill_the_head_once_work_is_under_way, daemon=True).start()
+status = main(["upscale", sys.argv[1], "-o", str(out), "-m", "realesr-animevideov3", "--ray", cluster.address])
+print(f"exit status {status}, {time.monotonic() - killed[0]:.0f} s after the head died", flush=True)
+"""
+
+
+def test_a_lost_head_is_named_within_seconds(tmp_path: Path) -> None:
+    """A head killed mid-run: the driver says which cluster it lost and how to go on, instead of a minute of silence
+    and Ray's own exit."""
+    folder = images(tmp_path / "in", 60, size=48)
+    script = tmp_path / "lose_the_head.py"
+    script.write_text(textwrap.dedent(LOSE_THE_HEAD))
+    environment = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+                   "RAY_AUTH_MODE": "disabled"}
+    finished = subprocess.run([sys.executable, str(script), str(folder), str(tmp_path / "out")], capture_output=True,
+                              text=True, timeout=240, env=environment)
+    print(finished.stdout[-2000:], finished.stderr[-2000:])
+    said = re.search(r"exit status 2, (\d+) s after the head died", finished.stdout)
+    assert said and int(said[1]) < 30, finished.stderr[-3000:]  # Ray alone: a minute of silence, then its exit
+    assert re.search(r"realesr: error: lost the Ray cluster at [\d.]+:\d+; re-run the same command to resume",
+                     finished.stderr)
