@@ -26,10 +26,10 @@ from typing import Any
 
 from ..errors import RealESRError
 from ..files import remove_temporaries
-from .fleet import HeadWatch, Slot, ray_module
+from .fleet import HeadWatch, Slot, last_line, ray_module
 from .units import ImageUnit, Job, Unit
 
-PARCEL_PIXELS = 1 << 20  # small images travel together up to about one megapixel of input...
+PARCEL_PIXELS = 1 << 18  # small images travel together up to 512x512 pixels of input...
 PARCEL_UNITS = 32  # ...and this many at most, so that the end of a run still spreads over the workers
 TASKS_PER_WORKER = 2  # parcels queued per worker: the next is there when one ends
 RETRIES = 1  # a unit that raised runs once more before it is reported
@@ -66,7 +66,7 @@ class _Worker:
     slot: Slot
     starting: Any  # the pending `ready` call of a new or restarted worker; None once it answered
     node: str = ""
-    running: dict[Any, Parcel] = field(default_factory=dict)  # task -> its parcel
+    running: dict[Any, Parcel] = field(default_factory=dict)  # streaming task -> the units it has not reported
     alone: Any = None  # the task running a suspect unit with nothing queued beside it
     broken: str = ""  # why it can never work (its model did not load)
     failed_starts: int = 0
@@ -98,6 +98,7 @@ class Fleet:
             self.workers.append(_Worker(handle, slot, _ready(handle)))
         self.clean = True
         self.started = time.monotonic()
+        self.streaming = not ray.util.client.ray.is_connected()  # Ray Client has no streaming calls
 
     def __enter__(self) -> Fleet:
         return self
@@ -158,18 +159,22 @@ class Fleet:
                     self._started(starting[ref], ref)
                     continue
                 worker = tasks[ref]
-                parcel = worker.running.pop(ref)
-                alone = worker.alone is not None and worker.alone == ref
-                if alone:
-                    worker.alone = None
+                parcel = worker.running[ref]  # the units not reported yet
                 try:
-                    statuses = self.ray.get(ref)
-                except self.ray.exceptions.RayTaskError as exc:  # the call itself raised: every unit failed with it
-                    statuses = [_failed(index, unit, _last_line(exc), worker.node) for index, unit in parcel]
+                    statuses = [self.ray.get(next(ref))] if self.streaming else self.ray.get(ref)
+                except StopIteration:  # every row is in: the call is over
+                    statuses = []
+                except self.ray.exceptions.RayTaskError as exc:  # the call itself raised: the rest failed with it
+                    statuses = [_failed(index, unit, last_line(exc), worker.node) for index, unit in parcel]
                 except self.ray.exceptions.RayError as exc:  # the worker process died, or its node
+                    alone = self._end(worker, ref)
                     yield from self._lost(worker, parcel, alone, exc, waiting, suspects, deaths)
                     continue
                 units = dict(parcel)
+                parcel[:] = [(index, unit) for index, unit in parcel
+                             if index not in {status["unit"] for status in statuses}]
+                if not statuses or not parcel or not self.streaming:
+                    self._end(worker, ref)
                 for status in statuses:
                     index = status["unit"]
                     if status["ok"]:
@@ -181,9 +186,22 @@ class Fleet:
                     else:
                         yield {**status, "error": f"{status['error']} (failed {tries[index]} times)"}
 
+    def _end(self, worker: _Worker, task: Any) -> bool:
+        """Forgets a call that is over; returns whether it was running a suspect alone."""
+        worker.running.pop(task, None)
+        alone = worker.alone is not None and worker.alone == task
+        if alone:
+            worker.alone = None
+        return alone
+
     def _submit(self, worker: _Worker, parcel: Parcel) -> Any:
-        task = worker.handle.run.remote(parcel)
-        worker.running[task] = parcel
+        """Starts `parcel` on `worker`: a streaming call, each unit's row coming back as soon as it is done (through
+        Ray Client, which cannot stream, all rows at the end)."""
+        if self.streaming:
+            task = worker.handle.run.options(num_returns="streaming").remote(parcel)
+        else:
+            task = worker.handle.run_all.remote(parcel)
+        worker.running[task] = list(parcel)
         return task
 
     def _started(self, worker: _Worker, ref: Any) -> None:
@@ -195,7 +213,7 @@ class Fleet:
         except self.ray.exceptions.RayActorError as exc:
             worker.failed_starts += 1
             if exc.actor_init_failed or worker.failed_starts > 3:
-                worker.broken = _last_line(exc)
+                worker.broken = last_line(exc)
             else:  # died again while restarting (its node lost meanwhile): ask once more
                 worker.starting = _ready(worker.handle)
 
@@ -204,7 +222,8 @@ class Fleet:
         """A task whose worker died: the units go back to run again, or are reported (see the module's rules)."""
         if worker.starting is None and not worker.broken:
             worker.starting = _ready(worker.handle)  # no new work until Ray has started it again
-        if not self._node_alive(worker.node) or (self.watch is not None and not self.watch.reachable()):
+        # the head first: asking it about nodes while it is gone would block for a minute
+        if (self.watch is not None and not self.watch.reachable()) or not self._node_alive(worker.node):
             waiting.appendleft(parcel)  # not the units' doing
             return
         for index, unit in parcel:
@@ -217,7 +236,7 @@ class Fleet:
                 continue
             yield _failed(index, unit, f"the worker process died while upscaling it, {deaths[index]} times "
                                        f"running it alone (a crash in a decoder or the model, or killed for memory: "
-                                       f"the Ray logs of node {worker.node[:12]} say which); {_last_line(exc)}",
+                                       f"the Ray logs of node {worker.node[:12]} say which); {last_line(exc)}",
                           worker.node)
 
     def _node_alive(self, node: str) -> bool:
@@ -274,11 +293,6 @@ def _answered(ray: Any, ref: Any) -> bool:
     except ray.exceptions.RayError:
         return False
     return True
-
-
-def _last_line(exc: Exception) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[-1] if lines else type(exc).__name__
 
 
 def _describe(slot: Slot) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import socket
 import time
 from dataclasses import dataclass
@@ -38,12 +39,12 @@ def connect(address: str) -> bool:
     try:
         # "local" always starts a new instance (None would join whatever cluster this machine last started)
         ray.init(address=address, logging_level=logging.WARNING)
-    except ray.exceptions.AuthenticationError as exc:
-        raise RealESRError(f"the Ray cluster at {address} wants its token: set RAY_AUTH_MODE=token here and give "
-                           f"this machine the cluster's token (~/.ray/auth_token or RAY_AUTH_TOKEN); see "
-                           f"docs/cluster.md") from exc
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise RealESRError(f"cannot reach a Ray cluster at {address}: {exc}") from exc
+    except (ConnectionError, RuntimeError, ValueError, ray.exceptions.AuthenticationError) as exc:
+        # a cluster that wants a token refuses a driver without one in these same words
+        hint = "" if os.environ.get("RAY_AUTH_MODE") else (
+            "; if the cluster uses token authentication (`ray start` turns it on where ~/.ray/auth_token exists), "
+            "set RAY_AUTH_MODE=token and give this machine the cluster's token (see docs/cluster.md)")
+        raise RealESRError(f"cannot reach a Ray cluster at {address}: {last_line(exc)}{hint}") from exc
     return True
 
 
@@ -113,6 +114,12 @@ def _split(cpus: float, count: int) -> list[float]:
     if whole >= count:
         return [float(whole // count + (index < whole % count)) for index in range(count)]
     return [math.floor(cpus / count * 10_000) / 10_000] * count
+
+
+def last_line(exc: BaseException) -> str:
+    """The last line of an error's text: Ray puts tracebacks and banners above what went wrong."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
 
 
 class HeadWatch:

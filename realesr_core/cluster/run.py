@@ -69,7 +69,7 @@ def upscale_on_ray(model: ModelDescriptor, sources: list[Path], args: argparse.N
         lost = True
         raise
     except Interrupted as stop:
-        print(f"\nrealesr: interrupted; {outcome.made} output(s) made are kept and recorded. {stop}",
+        print(f"realesr: interrupted; {outcome.made} output(s) were made and recorded. {stop}",
               file=sys.stderr)
         return 130
     finally:
@@ -185,9 +185,9 @@ def run_items(items: Iterable[Item], job: Job, slots: list[Slot], manifest: Mani
 def _left_behind(clean: bool) -> str:
     """The true words about what an interrupted run leaves in the output folders."""
     if clean:
-        return ("The workers were stopped and the temporary files of what they were writing removed; finished video "
-                "segments and tile rows wait in hidden .NAME.parts folders beside their outputs. Re-run the same "
-                "command to resume.")
+        return ("The workers were stopped and the temporary files of what they were writing removed (whole outputs "
+                "they had not reported yet are made again by a re-run); finished video segments and tile rows wait in "
+                "hidden .NAME.parts folders beside their outputs. Re-run the same command to resume.")
     return ("Some workers could not be confirmed stopped, so hidden temporaries (.NAME.xxxxxxxx beside the outputs, "
             "and in the .NAME.parts folders of videos and huge images) may remain; re-running the same command "
             "resumes and removes them.")

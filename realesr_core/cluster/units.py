@@ -76,10 +76,11 @@ class ImageUnit:
 
 
 @dataclass(frozen=True)
-class SegmentUnit:
-    """One keyframe-aligned segment of a video, encoded into its file in the video's work folder."""
+class _PartUnit:
+    """One part of an output that is made in parts (a video's segment, a huge image's tile row): written into its
+    file in the output's work folder, and noted there by the driver once it is back."""
 
-    plan: VideoPlan
+    plan: VideoPlan | TileRowPlan
     index: int
 
     @property
@@ -87,44 +88,39 @@ class SegmentUnit:
         return self.plan.source
 
     @property
-    def label(self) -> str:
-        return f"{self.plan.source.name} segment {self.index + 1}/{len(self.plan.facts.segments)}"
-
-    @property
     def written(self) -> Path:
         return self.plan.work.part(self.index)
-
-    def run(self, model: Any, job: Job, options: UpscaleOptions) -> list[int]:
-        return list(write_segment(model, self.plan, self.index, options, job.video))
 
     def record(self, result: list[int]) -> None:
         self.plan.work.finish(self.index, *result)
 
 
 @dataclass(frozen=True)
-class TileRowUnit:
-    """One row of tiles of an image too large for one worker, read by window, its output kept in the work folder."""
+class SegmentUnit(_PartUnit):
+    """One keyframe-aligned segment of a video, encoded into its file in the video's work folder."""
 
-    plan: TileRowPlan
-    row: int
-
-    @property
-    def source(self) -> Path:
-        return self.plan.source
+    plan: VideoPlan
 
     @property
     def label(self) -> str:
-        return f"{self.plan.source.name} tile row {self.row + 1}/{self.plan.rows}"
-
-    @property
-    def written(self) -> Path:
-        return self.plan.work.part(self.row)
+        return f"{self.plan.source.name} segment {self.index + 1}/{len(self.plan.facts.segments)}"
 
     def run(self, model: Any, job: Job, options: UpscaleOptions) -> list[int]:
-        return [upscale_tile_row(model, self.plan, self.row, options, job.max_pixels)]
+        return list(write_segment(model, self.plan, self.index, options, job.video))
 
-    def record(self, result: list[int]) -> None:
-        self.plan.work.finish(self.row, *result)
+
+@dataclass(frozen=True)
+class TileRowUnit(_PartUnit):
+    """One row of tiles of an image too large for one worker, read by window, its output kept in the work folder."""
+
+    plan: TileRowPlan
+
+    @property
+    def label(self) -> str:
+        return f"{self.plan.source.name} tile row {self.index + 1}/{self.plan.rows}"
+
+    def run(self, model: Any, job: Job, options: UpscaleOptions) -> list[int]:
+        return [upscale_tile_row(model, self.plan, self.index, options, job.max_pixels)]
 
 
 Unit = ImageUnit | SegmentUnit | TileRowUnit

@@ -7,6 +7,7 @@ Imported only inside Ray workers and by `cluster.dispatch` (Ray itself is import
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -51,10 +52,15 @@ class Upscaler:
         """Answers once the model is loaded: where this worker runs."""
         return {"node": self.node, "device": str(self.device)}
 
-    def run(self, parcel: list[tuple[int, Unit]]) -> list[dict[str, Any]]:
-        """Runs each (index, unit) of `parcel`; returns their status rows (unit: the index, path, ok, seconds, error,
-        result: what the driver records, device, node)."""
-        return [self._run_one(index, unit) for index, unit in parcel]
+    def run(self, parcel: list[tuple[int, Unit]]) -> Iterator[dict[str, Any]]:
+        """Runs each (index, unit) of `parcel`, yielding its status row as soon as it is done (unit: the index, path,
+        ok, seconds, error, result: what the driver records, device, node)."""
+        for index, unit in parcel:
+            yield self._run_one(index, unit)
+
+    def run_all(self, parcel: list[tuple[int, Unit]]) -> list[dict[str, Any]]:
+        """`run`, every row at the end: for drivers on Ray Client, which cannot stream."""
+        return list(self.run(parcel))
 
     def _run_one(self, index: int, unit: Unit) -> dict[str, Any]:
         started = time.perf_counter()

@@ -371,7 +371,7 @@ def test_a_lost_head_is_named_within_seconds(tmp_path: Path) -> None:
     script = tmp_path / "lose_the_head.py"
     script.write_text(textwrap.dedent(LOSE_THE_HEAD))
     environment = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-                   "RAY_AUTH_MODE": "disabled"}
+                   "RAY_AUTH_MODE": "disabled"}  # its own test cluster: no token written to ~/.ray
     finished = subprocess.run([sys.executable, str(script), str(folder), str(tmp_path / "out")], capture_output=True,
                               text=True, timeout=240, env=environment)
     print(finished.stdout[-2000:], finished.stderr[-2000:])
@@ -379,3 +379,16 @@ def test_a_lost_head_is_named_within_seconds(tmp_path: Path) -> None:
     assert said and int(said[1]) < 30, finished.stderr[-3000:]  # Ray alone: a minute of silence, then its exit
     assert re.search(r"realesr: error: lost the Ray cluster at [\d.]+:\d+; re-run the same command to resume",
                      finished.stderr)
+
+
+def test_a_driver_on_ray_client_gets_its_rows_at_the_end_of_each_parcel(cluster, tmp_path: Path) -> None:
+    """Ray Client (ray://host:port) cannot stream a call's rows: its driver runs the same fleet, each parcel's rows
+    coming back together."""
+    folder = images(tmp_path / "in", 2)
+    environment = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    finished = subprocess.run([sys.executable, "-m", "realesr_core", "upscale", str(folder), "-o", str(tmp_path / "out"),
+                               *MODEL, "--ray", cluster.client_address], capture_output=True, text=True, timeout=180,
+                              env=environment)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert "ray: 2 output(s) made, 0 already done, 0 failed" in finished.stdout
+    assert sorted(outputs(tmp_path / "out")) == ["photo00_x4.png", "photo01_x4.png"]
