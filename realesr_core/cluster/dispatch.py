@@ -11,8 +11,14 @@ without end). The driver then decides:
 - units on a node that was lost are simply run again elsewhere, as are those in flight when the head stops
   answering for a moment.
 
-Small images travel in parcels (by pixel count), so that a worker's per-call cost is paid once for many of them.
-Units are pulled from their iterator only as workers need them: planning may be lazy.
+Small images travel in parcels (by pixel count), so that a worker's per-call cost is paid once for many of them;
+each unit's row streams back as soon as it is done. Units are pulled from their iterator only as workers need them:
+planning may be lazy, and the driver holds only what is in flight.
+
+Ray Data's `map_batches` (used before) fits less well: an errored block is dropped under `max_errored_blocks` without
+saying which rows it held or why, its actor pool is one shape for all actors (per-actor resources only through the
+experimental `ray_remote_args_fn`), and its input is a list made before the first unit runs. Here each unit's fate is
+known, a mixed fleet is one actor per slot, and the plan is consumed as it is made.
 """
 
 from __future__ import annotations
@@ -133,8 +139,8 @@ class Fleet:
                 if suspects and not worker.running:
                     worker.alone = self._submit(worker, [suspects.popleft()])
                     continue
-                if suspects and worker.alone is None:
-                    continue  # the least busy worker drains, to take a suspect alone next
+                if suspects:
+                    continue  # no new parcels while suspects wait: each worker takes one alone once it is idle
                 while worker.alone is None and len(worker.running) < TASKS_PER_WORKER:
                     parcel = next_parcel()
                     if parcel is None:
