@@ -113,7 +113,7 @@ def driver_memory(address: str, model: str, inputs: int, work: Path) -> None:
         folder = make_images(work / f"tiny{count}", count, 8)
         started = time.perf_counter()
         finished = subprocess.run([sys.executable, "-c", DRIVER, "upscale", str(folder), "-m", model, "-o",
-                                   str(work / f"tiny{count}-out"), "--ray", address], capture_output=True, text=True,
+                                   f"{work / f'tiny{count}-out'}/", "--ray", address], capture_output=True, text=True,
                                   env=environment)
         line = [line for line in finished.stdout.splitlines() if line.startswith("peak-rss-kib")]
         if not line or not line[0].endswith("status 0"):
