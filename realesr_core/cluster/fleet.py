@@ -127,15 +127,19 @@ class HeadWatch:
     ends the process with a line from its C++ core. `check` is cheap to call often: it probes once a second."""
 
     def __init__(self, address: str) -> None:
+        ray = ray_module()
         self.address = address
         self.head: tuple[str, int] | None = None
-        try:
-            host, port = ray_module().get_runtime_context().gcs_address.rsplit(":", 1)
-            self.head = (host, int(port))
-            if address in ("local", "auto"):
-                self.address = f"{host}:{port}"
-        except (AttributeError, ValueError, RuntimeError):  # a Ray Client connection has no head address here
-            pass
+        if not ray.util.client.ray.is_connected():  # through Ray Client the head's own port may not be reachable
+            try:
+                host, port = ray.get_runtime_context().gcs_address.rsplit(":", 1)
+                self.head = (host, int(port))
+            except (AttributeError, ValueError, RuntimeError):
+                pass
+        if self.head is not None and not self.reachable():  # cannot be judged from here: watch nothing
+            self.head = None
+        if self.head is not None and address in ("local", "auto"):
+            self.address = f"{self.head[0]}:{self.head[1]}"
         self.last_probe = 0.0
         self.unreachable_since: float | None = None
 
@@ -153,6 +157,9 @@ class HeadWatch:
             raise ClusterLost(f"lost the Ray cluster at {self.address}; re-run the same command to resume")
 
     def reachable(self) -> bool:
+        """Whether the head takes a connection now (True where it is not watched)."""
+        if self.head is None:
+            return True
         try:
             socket.create_connection(self.head, timeout=1.0).close()
         except OSError:
