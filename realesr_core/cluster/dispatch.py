@@ -172,9 +172,9 @@ class Fleet:
                     statuses = []
                 except self.ray.exceptions.RayTaskError as exc:  # the call itself raised: the rest failed with it
                     statuses = [_failed(index, unit, last_line(exc), worker.node) for index, unit in parcel]
-                except self.ray.exceptions.RayError as exc:  # the worker process died, or its node
+                except self.ray.exceptions.RayError:  # the worker process died, or its node (Ray's words say no more)
                     alone = self._end(worker, ref)
-                    yield from self._lost(worker, parcel, alone, exc, waiting, suspects, deaths)
+                    yield from self._lost(worker, parcel, alone, waiting, suspects, deaths)
                     continue
                 units = dict(parcel)
                 parcel[:] = [(index, unit) for index, unit in parcel
@@ -223,7 +223,7 @@ class Fleet:
             else:  # died again while restarting (its node lost meanwhile): ask once more
                 worker.starting = _ready(worker.handle)
 
-    def _lost(self, worker: _Worker, parcel: Parcel, alone: bool, exc: Exception, waiting: deque[Parcel],
+    def _lost(self, worker: _Worker, parcel: Parcel, alone: bool, waiting: deque[Parcel],
               suspects: deque[tuple[int, Unit]], deaths: dict[int, int]) -> Iterator[dict[str, Any]]:
         """A task whose worker died: the units go back to run again, or are reported (see the module's rules)."""
         if worker.starting is None and not worker.broken:
@@ -242,8 +242,7 @@ class Fleet:
                 continue
             yield _failed(index, unit, f"the worker process died while upscaling it, {deaths[index]} times "
                                        f"running it alone (a crash in a decoder or the model, or killed for memory: "
-                                       f"the Ray logs of node {worker.node[:12]} say which); {last_line(exc)}",
-                          worker.node)
+                                       f"the Ray logs of node {worker.node[:12]} say which)", worker.node)
 
     def _node_alive(self, node: str) -> bool:
         try:
