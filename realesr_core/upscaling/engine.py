@@ -204,7 +204,7 @@ def make_plan(model: ModelDescriptor, image: torch.Tensor, options: UpscaleOptio
         fits = int(budget // window) if device.type == "cuda" else 1
         tiles_per_forward = max(1, min(MAX_TILES_PER_FORWARD, fits))
     runner = Runner(model.module, device, dtype, options.channels_last and model.channels_last,
-                    _compiled if options.compile else None)
+                    _compiled if options.compile else None, allow_tf32=options.precision != "fp32-strict")
     return Plan(device, torch.device(options.output_device), dtype, tile, overlap, options.blend, border,
                  tiles_per_forward, progress, cancel, runner)
 

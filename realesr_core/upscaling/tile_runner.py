@@ -46,8 +46,9 @@ class Runner:
     """
 
     def __init__(self, module: nn.Module, device: torch.device, dtype: torch.dtype, channels_last: bool,
-                 compile_module: Callable[[nn.Module], nn.Module] | None = None) -> None:
+                 compile_module: Callable[[nn.Module], nn.Module] | None = None, allow_tf32: bool = True) -> None:
         self.source, self.device, self.dtype, self.channels_last = module, device, dtype, channels_last
+        self.allow_tf32 = allow_tf32
         self._compile = compile_module
         self._modules: dict[torch.dtype, nn.Module] = {}
 
@@ -63,23 +64,26 @@ class Runner:
         inputs = inputs.to(dtype)
         if self.channels_last:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), _cudnn_benchmark(inputs.device):
+        with torch.inference_mode(), _cuda_settings(inputs.device, self.allow_tf32):
             return self.module(dtype)(inputs)
 
 
 @contextlib.contextmanager
-def _cudnn_benchmark(device: torch.device) -> Iterator[None]:
-    """cuDNN picks its fastest algorithms for the tile shape (all tiles of a level share one); the global flag is
-    restored afterwards."""
+def _cuda_settings(device: torch.device, allow_tf32: bool) -> Iterator[None]:
+    """cuDNN picks its fastest algorithms for the tile shape (all tiles of a level share one), and TF32 is switched
+    off for "fp32-strict" (PyTorch lets cuDNN convolutions use it by default); the global flags are restored."""
     if device.type != "cuda":
         yield
         return
-    before = torch.backends.cudnn.benchmark
-    torch.backends.cudnn.benchmark = True
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    before = (cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32)
+    cudnn.benchmark = True
+    if not allow_tf32:
+        cudnn.allow_tf32 = matmul.allow_tf32 = False
     try:
         yield
     finally:
-        torch.backends.cudnn.benchmark = before
+        cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32 = before
 
 
 @dataclass
