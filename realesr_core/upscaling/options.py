@@ -52,6 +52,9 @@ class UpscaleOptions:
                                minimum=1, maximum=1 << 17)
     height: int | None = option(None, "Output height in pixels (the width follows unless it is given too).",
                                 minimum=1, maximum=1 << 17)
+    output_bits: int = option(8, "Bit depth the result is for; above 8 (and always in bf16) the network's last layer "
+                                 "runs in fp32, so reduced precision does not quantise the result.",
+                              choices=(8, 10, 12, 16, 32))
     device: torch.device | str | None = None  # where the network runs (None: where its weights are)
     output_device: torch.device | str = "cpu"  # where the result is assembled
     output_dtype: torch.dtype = torch.float32  # the result's float type

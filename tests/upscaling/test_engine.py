@@ -277,10 +277,19 @@ def test_output_sizes(compact) -> None:
     assert eight.passes == 2 and eight.image.shape[-2:] == (160, 240)
     with pytest.raises(RealESRError, match="either outscale or width"):
         upscale(compact, image, outscale=2.0, width=10)
-    with pytest.raises(RealESRError, match="must be positive"):
+    with pytest.raises(RealESRError, match="width must be 1..131072; got -5"):
         upscale(compact, image, width=-5)
-    with pytest.raises(RealESRError, match="outscale must be positive"):
+    with pytest.raises(RealESRError, match="outscale must be 0.05..16; got 0"):
         upscale(compact, image, outscale=0.0)
+
+
+def test_a_factor_just_above_the_scale_is_one_pass_and_a_resize(compact) -> None:
+    """x4.69 with a x4 model: one pass resized (as Real-ESRGAN's --outscale), not two passes (17x the work)."""
+    image = to_tensor(photo(64))
+    result = upscale(compact, image, width=300, height=100)
+    assert result.passes == 1 and result.image.shape[-2:] == (100, 300)
+    assert upscale(compact, image[..., :16, :16], outscale=6.0).passes == 1
+    assert upscale(compact, image[..., :16, :16], outscale=6.5).passes == 2
 
 
 def test_downscaled_output_is_antialiased(compact) -> None:
