@@ -6,7 +6,7 @@ Writing ncnn needs nothing beyond the core; writing ONNX needs `onnx`, running t
 
 from .exporter import DEFAULT_OPSET, FORMATS, PRECISIONS, ExportResult, export_model, names_scale, ncnn_stem
 from .graph import ExportError
-from .runtimes import export_fidelity, psnr, run_exported, run_ncnn, run_onnx
+from .runtimes import centre_crop, export_fidelity, psnr, run_exported, run_ncnn, run_onnx
 
 __all__ = [
     "DEFAULT_OPSET",
@@ -14,6 +14,7 @@ __all__ = [
     "PRECISIONS",
     "ExportError",
     "ExportResult",
+    "centre_crop",
     "export_fidelity",
     "export_model",
     "names_scale",

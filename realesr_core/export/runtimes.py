@@ -71,14 +71,23 @@ def psnr(output: torch.Tensor, reference: torch.Tensor) -> float:
     return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
 
 
+def centre_crop(images: torch.Tensor, size: int = 128) -> torch.Tensor:
+    """The middle `size` x `size` pixels (or less) of `[N, C, H, W]` images: enough to check an export in seconds
+    (the networks see only a few hundred pixels around each output pixel anyway)."""
+    height, width = images.shape[-2:]
+    top, left = max(0, (height - size) // 2), max(0, (width - size) // 2)
+    return images[..., top : top + size, left : left + size].contiguous()
+
+
 def export_fidelity(model: ModelDescriptor, path: str | os.PathLike, images: torch.Tensor) -> float:
     """PSNR of the exported file's output (by its runtime) against our fp32 PyTorch output for `images`
     ([N, C, H, W] in 0..1, any size: both see the same reflect-padded input when the model needs a multiple)."""
     height, width = images.shape[-2:]
     padded = pad_reflect(images.float(), 0, pad_to_multiple(height, model.size_multiple), 0,
                          pad_to_multiple(width, model.size_multiple))
-    with torch.inference_mode():
-        reference = model.module.float().cpu()(padded)
+    weight = next(model.module.parameters())
+    with torch.inference_mode():  # where the model is (a ComfyUI model stays on its device)
+        reference = model.module(padded.to(weight.device, weight.dtype)).float().cpu()
     output = run_exported(path, padded)
     if output.shape != reference.shape:
         raise RealESRError(f"{path} gave {list(output.shape)} for {list(padded.shape)}; PyTorch gives "
