@@ -7,6 +7,7 @@ exactly are built: a subclass (which may override `forward`) or another loader's
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Union
 
@@ -119,13 +120,9 @@ def build_graph(model: ModelDescriptor) -> Graph:
     weights = {key: value.detach().to("cpu", torch.float32) for key, value in module.state_dict().items()}
     operations = builder(module, weights)
     if rescale is not None:
-        operations[-1] = _renamed_output(operations[-1], "network_output")
+        operations[-1] = dataclasses.replace(operations[-1], output="network_output")
         operations.append(Resize("output_resize", "network_output", OUTPUT, rescale, "bicubic"))
     return Graph(operations, model.in_channels, model.out_channels, model.scale, model.size_multiple)
-
-
-def _renamed_output(operation: Operation, output: str) -> Operation:
-    return type(operation)(**{**operation.__dict__, "output": output})
 
 
 def _conv(weights: dict[str, torch.Tensor], key: str, source: str, output: str | None = None,
