@@ -117,7 +117,8 @@ def build_graph(model: ModelDescriptor) -> Graph:
         label = model.name or model.source
         raise ExportError(f"{label}: export writes realesr's own RRDBNet and SRVGGNetCompact networks; this model is "
                           f"{model.architecture} ({type(module).__name__}), whose computation export cannot reproduce")
-    weights = {key: value.detach().to("cpu", torch.float32) for key, value in module.state_dict().items()}
+    # plain fp32 CPU copies in torch's layout, whatever the engine did to the model (device, fp16, channels-last)
+    weights = {key: value.detach().to("cpu", torch.float32).contiguous() for key, value in module.state_dict().items()}
     operations = builder(module, weights)
     if rescale is not None:
         operations[-1] = dataclasses.replace(operations[-1], output="network_output")

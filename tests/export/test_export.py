@@ -179,6 +179,13 @@ def test_a_fine_tuned_model_meets_the_goals(tmp_path: Path) -> None:
             assert export_fidelity(model, path, image) >= goal
 
 
+def test_a_model_the_engine_made_channels_last_exports_the_same(tmp_path: Path) -> None:
+    model = tiny("rrdb-x2-unshuffle")
+    plain = export_model(model, tmp_path / "a-x2.param").files[1].read_bytes()
+    model.module.to(memory_format=torch.channels_last)
+    assert export_model(model, tmp_path / "b-x2.param").files[1].read_bytes() == plain
+
+
 def test_onnx_dynamic_and_fixed_shapes(tmp_path: Path) -> None:
     import onnx
 
