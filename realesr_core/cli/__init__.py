@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..errors import RealESRError
 from ..models import zoo
-from . import degrade, models, train, upscale
+from . import degrade, export, models, train, upscale
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_parsers(sub)
     degrade.add_parser(sub)
     train.add_parsers(sub)
+    export.add_parser(sub)
     return parser
 
 
