@@ -43,6 +43,32 @@ def remove_temporaries(path: str | os.PathLike) -> None:
         temporary.unlink(missing_ok=True)
 
 
+def unwritable_reason(folder: str | os.PathLike) -> str | None:
+    """Why files cannot be written in `folder` (made where missing), or None when they can: found by writing a
+    probe file into the nearest folder that exists, since permission bits alone do not tell (read-only mounts,
+    /sys, network shares, root's rights)."""
+    existing = Path(folder).absolute()
+    while not existing.exists():
+        if existing.is_symlink():
+            return f"{existing} is a broken link"
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    try:
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".realesr-probe.")
+    except OSError as exc:
+        return f"cannot write in {existing} ({exc.strerror or exc})"
+    os.close(fd)
+    os.unlink(probe)
+    return None
+
+
+def work_folder(target: str | os.PathLike) -> Path:
+    """The hidden folder beside `target` that holds its finished parts (`.NAME.parts`)."""
+    target = Path(target)
+    return target.parent / f".{target.name}.parts"
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -56,7 +82,7 @@ class WorkFolder:
 
     def __init__(self, target: Path, key: dict[str, Any], resume: bool, suffix: str) -> None:
         self.suffix = suffix
-        self.folder = target.parent / f".{target.name}.parts"
+        self.folder = work_folder(target)
         self.manifest = self.folder / "manifest.json"
         state = self._read() if resume else None
         if state is None or state.get("job") != key:

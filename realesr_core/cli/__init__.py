@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
 from ..errors import RealESRError
 from ..models import zoo
 from . import degrade, models, train, upscale
+from .common import say, warnings_on_their_own_lines
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,13 +37,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     use_cache_from_environment()
     try:
-        return args.func(args)
+        with warnings_on_their_own_lines():
+            return args.func(args)
     except RealESRError as exc:
-        print(f"realesr: error: {exc}", file=sys.stderr)
+        say(f"realesr: error: {exc}")
         return 2
-    except KeyboardInterrupt:
-        print("\nrealesr: interrupted; nothing half-written was left (a video continues with --resume)", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:
+        left = getattr(stop, "left", "")
+        say(f"realesr: interrupted; {left}" if left else "realesr: interrupted")
+        return 128 + getattr(stop, "signal_number", signal.SIGINT)
 
 
 if __name__ == "__main__":

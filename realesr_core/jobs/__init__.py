@@ -1,0 +1,21 @@
+"""Jobs over files: what a run's inputs are (files and folders searched, each file identified by its content), where
+each output goes (the tree mirrored, one name per input), and the plan of an upscale of files that the command line
+and Ray both run (`plan_upscale`). Made before any work, lazily, so a million-file archive starts at once."""
+
+from .inputs import Inputs, Named, PlanError, SkipList
+from .kinds import IMAGE, MEDIA_SUFFIXES, VIDEO, Identified, identify
+from .upscale import (
+    IN_MEMORY,
+    TILED,
+    PlannedFile,
+    UpscaleJob,
+    UpscalePlan,
+    check_device,
+    check_job,
+    must_stream,
+    plan_upscale,
+)
+
+__all__ = ["IMAGE", "IN_MEMORY", "MEDIA_SUFFIXES", "TILED", "VIDEO", "Identified", "Inputs", "Named", "PlanError",
+           "PlannedFile", "SkipList", "UpscaleJob", "UpscalePlan", "check_device", "check_job", "identify",
+           "must_stream", "plan_upscale"]
