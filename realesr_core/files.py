@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+MANIFEST = "manifest.json"  # in a work folder: which parts are finished, and the job they belong to
+
 
 def write_atomically(path: str | os.PathLike, write: Callable[[Path], None], suffix: str | None = None) -> Path:
     """Runs `write` on a temporary file beside `path`, then renames it over `path`.
@@ -22,14 +24,15 @@ def write_atomically(path: str | os.PathLike, write: Callable[[Path], None], suf
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=suffix or path.suffix)
-    os.close(fd)
+    temporary = None
     try:
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=suffix or path.suffix)
+        os.close(fd)
         write(Path(temporary))
         os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, path)
     finally:
-        if os.path.exists(temporary):
+        if temporary is not None and os.path.exists(temporary):
             os.unlink(temporary)
     return path
 
@@ -69,6 +72,56 @@ def work_folder(target: str | os.PathLike) -> Path:
     return target.parent / f".{target.name}.parts"
 
 
+def clear_unfinished(target: str | os.PathLike, keep_parts: bool) -> int:
+    """Removes what an unfinished run left of `target`: the temporaries of its writes (beside it, and in its work
+    folder), and the work folder itself unless `keep_parts` and it holds finished parts. Returns how many finished
+    parts were kept. Only once nothing writes `target` any more."""
+    remove_temporaries(target)
+    folder = work_folder(target)
+    for temporary in folder.glob(".*"):  # a part's or the manifest's write that was cut short
+        temporary.unlink(missing_ok=True)
+    finished = 0
+    if keep_parts:
+        try:
+            done = json.loads((folder / MANIFEST).read_text())["done"]
+            finished = sum(1 for index in done if next(folder.glob(f"part{int(index):05d}.*"), None) is not None)
+        except (OSError, ValueError, KeyError, TypeError):
+            finished = 0
+    if not finished:
+        shutil.rmtree(folder, ignore_errors=True)
+    return finished
+
+
+class HeldFolder:
+    """A folder (made if missing) held open for a run, so that its removal, moving or unmounting is noticed: a folder
+    made later under its name is another one, even where the file system hands out the same inode number again (it
+    cannot while this one is held)."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self._fd: int | None = os.open(self.path, os.O_RDONLY)
+        except OSError:  # systems that cannot open folders (Windows): the folder's identity alone
+            self._fd = None
+        made = os.fstat(self._fd) if self._fd is not None else self.path.stat()
+        self._identity = (made.st_dev, made.st_ino)
+
+    def gone(self) -> bool:
+        if self._fd is not None and os.fstat(self._fd).st_nlink == 0:
+            return True  # deleted
+        try:
+            now = self.path.stat()
+        except OSError:
+            return True
+        return (now.st_dev, now.st_ino) != self._identity
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -83,7 +136,7 @@ class WorkFolder:
     def __init__(self, target: Path, key: dict[str, Any], resume: bool, suffix: str) -> None:
         self.suffix = suffix
         self.folder = work_folder(target)
-        self.manifest = self.folder / "manifest.json"
+        self.manifest = self.folder / MANIFEST
         state = self._read() if resume else None
         if state is None or state.get("job") != key:
             if resume and state is not None:

@@ -4,6 +4,7 @@ imports this package."""
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
@@ -36,6 +37,8 @@ def use_cache_from_environment() -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     use_cache_from_environment()
+    # tifffile logs what it finds wrong in a damaged file; the input's failure line says it once, in our words
+    logging.getLogger("tifffile").setLevel(logging.ERROR)
     try:
         with warnings_on_their_own_lines():
             return args.func(args)

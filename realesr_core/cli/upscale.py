@@ -5,16 +5,25 @@ only what dooms every later file (a full disk, the output folder gone) stops it.
 from __future__ import annotations
 
 import argparse
-import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
 
 from ..errors import RealESRError
-from ..files import remove_temporaries, work_folder
-from ..jobs import IN_MEMORY, TILED, VIDEO, PlannedFile, UpscaleJob, check_device, check_job, plan_upscale
-from ..jobs.inputs import SkipList
-from ..jobs.upscale import DEFAULT_QUALITY, SIXTEEN_BIT_FORMATS
+from ..files import HeldFolder, clear_unfinished, remove_temporaries, unwritable_reason, work_folder
+from ..jobs import (
+    DEFAULT_QUALITY,
+    SIXTEEN_BIT_FORMATS,
+    TILED,
+    VIDEO,
+    PlannedFile,
+    SkipList,
+    UpscaleJob,
+    check_device,
+    check_job,
+    check_videos,
+    plan_upscale,
+)
 from ..media import DEFAULT_MAX_PIXELS, read_image
 from ..media.huge import open_for_streaming, upscale_to_tiff
 from ..media.images import output_format
@@ -78,6 +87,10 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         summary = plan.skipped.summary()
         raise RealESRError(f"no images or videos found in {', '.join(job.inputs)}" + (f" ({summary})" if summary
                                                                                      else ""))
+    if any(entry.how == VIDEO for entry in planned) and (problems := check_videos(job)):
+        for problem in problems:
+            say(f"realesr: error: {problem}")
+        return 2
     model.module.to(device)  # our own copy of the model: moved once, not per image
     with interrupted_by_signals():
         return SerialRun(model, job, replace(job.options, device=device), planned, plan.skipped).run()
@@ -96,32 +109,48 @@ class SerialRun:
         for entry in self.planned:
             if entry.renamed:
                 print(f"{entry.source} is written as {entry.target.name}: it {entry.renamed}")
-        if self.output_folder is not None:
-            self.output_folder.mkdir(parents=True, exist_ok=True)
+        folder = HeldFolder(self.output_folder) if self.output_folder is not None else None
+        try:
+            return self._run_all(folder)
+        finally:
+            if folder is not None:
+                folder.close()
+
+    def _run_all(self, folder: HeldFolder | None) -> int:
         several = len(self.planned) > 1
         for number, entry in enumerate(self.planned, 1):
-            if self.output_folder is not None and not self.output_folder.is_dir():
-                say(f"realesr: error: the output folder {self.output_folder} is gone (deleted, moved or unmounted); "
-                    f"stopped before {entry.source}")
+            if folder is not None and folder.gone():
+                say(f"realesr: error: the output folder {folder.path} is gone (deleted, moved or unmounted during the "
+                    f"run); stopped before {entry.source}")
                 return self._end(STOPPED, number - 1)
             if entry.problem:
                 self._fail(entry.source, entry.problem)
                 continue
             try:
+                remove_temporaries(entry.target)  # what a killed run (kill -9) left of this output
                 line = self._upscale(entry)
             except KeyboardInterrupt as stop:
                 raise Interrupted(getattr(stop, "signal_number", None), self._left_by(entry, keep_parts=True)) from None
             except Exception as exc:  # noqa: BLE001 - any failure is this input's; the run goes on
-                doomed = dooming_error(exc)
+                doomed = self._dooming(exc)
                 left = self._left_by(entry, keep_parts=doomed is not None)
                 if doomed is not None:
-                    say(f"realesr: error: {entry.source}: {describe_error(doomed)}; stopped, since every later "
-                        f"file would fail too ({left})")
+                    say(f"realesr: error: {entry.source}: {doomed}; stopped, since every later file would fail too "
+                        f"({left})")
                     return self._end(STOPPED, number - 1)
                 self._fail(entry.source, describe_error(exc))
                 continue
             print(f"[{number}/{len(self.planned)}] {line}" if several else line, flush=True)
         return self._end(1 if self.failed else 0, len(self.planned))
+
+    def _dooming(self, exc: BaseException) -> str | None:
+        """What dooms every later file, if `exc` says so: a full disk, a file system gone read-only, an output
+        folder that can no longer be written."""
+        if (doomed := dooming_error(exc)) is not None:
+            return describe_error(doomed)
+        if self.output_folder is not None and (reason := unwritable_reason(self.output_folder)):
+            return reason
+        return None
 
     def _upscale(self, entry: PlannedFile) -> str:
         """Makes the entry's output; returns its line for the log."""
@@ -154,14 +183,11 @@ class SerialRun:
     def _left_by(self, entry: PlannedFile, keep_parts: bool) -> str:
         """Clears what the entry's unfinished output left (temporaries, a video's parts folder), except a video's
         finished segments where `keep_parts` (a re-run with --resume continues from them); says what is left."""
-        if entry.target is None or entry.how not in (IN_MEMORY, TILED, VIDEO):
-            return "no partial output is left"
-        remove_temporaries(entry.target)
-        parts = work_folder(entry.target)
-        if keep_parts and any(parts.glob("part*")):
-            return (f"no partial output is left; the finished segments of {entry.source.name} are kept in {parts}: "
-                    f"run the same command with --resume to continue from them, or delete that folder")
-        shutil.rmtree(parts, ignore_errors=True)
+        kept = clear_unfinished(entry.target, keep_parts and entry.how == VIDEO) if entry.target is not None else 0
+        if kept:
+            return (f"no partial output is left; the {kept} finished segment(s) of {entry.source.name} are kept in "
+                    f"{work_folder(entry.target)}: run the same command with --resume to continue from them, or delete "
+                    f"that folder")
         return "no partial output is left"
 
     def _fail(self, source: Path, reason: str) -> None:
@@ -181,7 +207,7 @@ class SerialRun:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    up = sub.add_parser("upscale", help="upscale image files")
+    up = sub.add_parser("upscale", help="upscale images, videos and folders of them")
     up.add_argument("input", nargs="+",
                     help="image files (PNG, JPEG, WebP, TIFF, BMP, GIF), videos (MP4, MKV, MOV, WebM, AVI, TS, MPG, "
                          "...) or folders of them (sub-folders too; what a file is comes from its content)")

@@ -5,17 +5,40 @@ and Ray both run (`plan_upscale`). Made before any work, lazily, so a million-fi
 from .inputs import Inputs, Named, PlanError, SkipList
 from .kinds import IMAGE, MEDIA_SUFFIXES, VIDEO, Identified, identify
 from .upscale import (
+    DEFAULT_QUALITY,
     IN_MEMORY,
+    SIXTEEN_BIT_FORMATS,
     TILED,
     PlannedFile,
     UpscaleJob,
     UpscalePlan,
     check_device,
     check_job,
+    check_videos,
     must_stream,
     plan_upscale,
 )
 
-__all__ = ["IMAGE", "IN_MEMORY", "MEDIA_SUFFIXES", "TILED", "VIDEO", "Identified", "Inputs", "Named", "PlanError",
-           "PlannedFile", "SkipList", "UpscaleJob", "UpscalePlan", "check_device", "check_job", "identify",
-           "must_stream", "plan_upscale"]
+__all__ = [
+    "DEFAULT_QUALITY",
+    "IMAGE",
+    "IN_MEMORY",
+    "MEDIA_SUFFIXES",
+    "SIXTEEN_BIT_FORMATS",
+    "TILED",
+    "VIDEO",
+    "Identified",
+    "Inputs",
+    "Named",
+    "PlanError",
+    "PlannedFile",
+    "SkipList",
+    "UpscaleJob",
+    "UpscalePlan",
+    "check_device",
+    "check_job",
+    "check_videos",
+    "identify",
+    "must_stream",
+    "plan_upscale",
+]

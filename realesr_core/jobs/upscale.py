@@ -24,11 +24,11 @@ from ..files import unwritable_reason
 from ..media import DEFAULT_MAX_PIXELS
 from ..media.huge import output_fits_in_memory
 from ..media.images import WRITABLE_SUFFIXES, image_shape, output_format
-from ..media.video import VideoOptions
+from ..media.video import VideoOptions, check_encoding
 from ..upscaling import UpscaleOptions
 from ..upscaling.device import available_memory
 from .inputs import Inputs, Named, PlanError, SkipList
-from .kinds import IMAGE_SUFFIXES, VIDEO, VIDEO_SUFFIXES
+from .kinds import VIDEO, VIDEO_SUFFIXES
 
 IN_MEMORY = "in memory"  # read whole, upscaled and written in one go
 TILED = "tiled"  # streamed tile row by tile row into a tiled TIFF, never held whole
@@ -77,12 +77,14 @@ class UpscaleJob:
         return "resized" if self.options.width or self.options.height else f"x{scale}"
 
     def exact_output(self) -> Path | None:
-        """The output file when `output` names one: a single input that is a file, and `output` not a folder."""
+        """The output file when `output` names one: a single input that is a file, and `output` a name with a suffix
+        (`-o out` and `-o out/` name folders) that is not a folder already."""
         if self.output is None or len(self.inputs) != 1 or Path(self.inputs[0]).is_dir():
             return None
-        if Path(self.output).is_dir() or self.output.endswith(("/", os.sep)):
+        output = Path(self.output)
+        if not output.suffix or output.is_dir() or self.output.endswith(("/", os.sep)):
             return None
-        return Path(self.output)
+        return output
 
 
 @dataclass(frozen=True)
@@ -147,9 +149,9 @@ class UpscalePlan:
     def _video(self, named: Named) -> PlannedFile:
         suffix = named.path.suffix.lower()
         target = self._target(named, suffix if suffix in VIDEO_CONTAINERS else ".mkv")
-        if target.suffix.lower() in IMAGE_SUFFIXES:
-            return PlannedFile(named.path, None, "", problem=f"{target.name} is an image's name; name a video output "
-                                                             f".mkv, .mp4 or .mov")
+        if target.suffix.lower() not in VIDEO_SUFFIXES:
+            return PlannedFile(named.path, None, "", problem=f"{target.name} is not a video's name; name the output "
+                                                             f".mkv (it holds every stream), .mp4 or .mov")
         return PlannedFile(named.path, target, VIDEO, renamed=named.renamed)
 
     def _image(self, named: Named) -> PlannedFile:
@@ -186,7 +188,9 @@ def check_job(job: UpscaleJob, quality_asked: bool = False) -> list[str]:
     if job.output is not None:
         output = Path(job.output)
         if exact is None and output.exists() and not output.is_dir():
-            problems.append(f"-o {output} is a file; with a folder or several inputs, -o names the output folder")
+            problems.append(f"-o {output} is a file without a suffix; name the output with its format's suffix (.png, "
+                            f".tif, .mkv, ...)" if len(job.inputs) == 1 and not Path(job.inputs[0]).is_dir() else
+                            f"-o {output} is a file; with a folder or several inputs, -o names the output folder")
         elif reason := unwritable_reason(exact.parent if exact is not None else output):
             problems.append(f"-o {output}: {reason}; choose another output")
     else:
@@ -208,6 +212,20 @@ def check_job(job: UpscaleJob, quality_asked: bool = False) -> list[str]:
                         f".jpg or .webp output")
     if job.stream and exact is not None and kind is not None and kind != "tiff":
         problems.append(f"--stream writes a tiled TIFF: name the output .tif, not {exact.name}")
+    return problems
+
+
+def check_videos(job: UpscaleJob) -> list[str]:
+    """What would fail every video of the job, found before any work (the plan has videos): encoder settings this
+    FFmpeg refuses, an output size other than the model's scale."""
+    problems = []
+    if job.options.outscale or job.options.width or job.options.height:
+        problems.append("--outscale, --width and --height are for images; videos are upscaled at the model's scale "
+                        "(resize them afterwards, or give the videos a run of their own)")
+    try:
+        check_encoding(job.video)
+    except RealESRError as exc:
+        problems.append(str(exc))
     return problems
 
 
