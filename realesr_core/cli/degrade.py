@@ -97,8 +97,8 @@ def _degrade_one(named: Named, config: DegradationConfig, generator: torch.Gener
         written.append(write_image(names["gt"], result.target, loaded.bit_depth))
     record = {"source": str(named.path), "preset": args.preset, "seed": args.seed, "config": config.to_dict(),
               "params": params[0]}
-    written.append(write_atomically(names["json"], lambda temporary: temporary.write_text(json.dumps(record,
-                                                                                                    indent=1))))
+    text = json.dumps(record, indent=1)
+    written.append(write_atomically(names["json"], lambda temporary: temporary.write_text(text)))
     print(f"{named.path} -> {names['lq']} ({result.degraded.shape[-1]}x{result.degraded.shape[-2]})"
           + (f" (renamed: it {named.renamed})" if named.renamed else ""))
 
