@@ -88,9 +88,7 @@ def test_an_interrupted_run_resumes_from_its_last_finished_segment(compact, tmp_
     """Segments start at keyframes; a run cancelled in its third segment keeps the first two, and the resumed run
     upscales only the rest and gives the same frames as an uninterrupted run."""
     from realesr_core import UpscaleCancelled
-    from realesr_core.media import video as video_module
-
-    monkeypatch.setattr(video_module, "SEGMENT_SECONDS", 0.3)
+    monkeypatch.setattr("realesr_core.media.video.segments.SEGMENT_SECONDS", 0.3)
     source = make_clip(tmp_path / "long.mkv", frames=16, keyframe_every=4)
     whole = upscale_video(compact, source, tmp_path / "whole.mkv")
     target = tmp_path / "resumed.mkv"
