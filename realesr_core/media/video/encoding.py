@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -19,7 +20,7 @@ from einops import rearrange
 
 from ...errors import UpscaleCancelled
 from ...upscaling import UpscaleOptions, upscale
-from .probe import VideoError, av_module
+from .probe import SourceFacts, VideoError, av_module
 
 # Encoders whose quality is a constant rate factor and whose speed is a preset: the highest crf each takes, and its
 # presets (x264 and x265 by name, SVT-AV1 by number, slowest first).
@@ -28,78 +29,169 @@ X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"
                 "placebo")
 SVT_AV1_PRESETS = tuple(str(n) for n in range(14))
 PRESETS = {"libx264": X26X_PRESETS, "libx265": X26X_PRESETS, "libsvtav1": SVT_AV1_PRESETS}
+# The encoder of each source family where it is not H.264 (see default_encoder).
+DEFAULT_ENCODERS = {"hevc": "libx265", "av1": "libsvtav1", "vp9": "libsvtav1", "vp8": "libsvtav1"}
+# Pixel formats by (chroma subsampling, bits), planar first: the software encoders take those, NVENC the others.
+PIXEL_FORMATS = {("420", 8): ("yuv420p", "nv12"), ("420", 10): ("yuv420p10le", "p010le"),
+                 ("422", 8): ("yuv422p", "nv16"), ("422", 10): ("yuv422p10le", "nv20le", "p210le"),
+                 ("444", 8): ("yuv444p",), ("444", 10): ("yuv444p10le", "yuv444p16le")}
+# Encoders that write HDR10 static metadata from their own parameters: (option, mastering display key, light level
+# key, whether they take whole units of 1/50000 and 1/10000 rather than decimals).
+HDR_PARAMETERS = {"libx265": ("x265-params", "master-display", "max-cll", True),
+                  "libx264": ("x264-params", "mastering-display", "cll", True),
+                  "libsvtav1": ("svtav1-params", "mastering-display", "content-light", False)}
 
 
 @dataclass(frozen=True)
 class VideoOptions:
-    """How the result is encoded. bit_depth: 8 or 10 (None: as the source). frames_per_batch: frames upscaled
-    together (one engine call). skip_duplicates: a frame whose mean difference from the previous one is at most this
-    many 8-bit levels reuses its upscaled result (anime holds drawings for several frames); None upscales all."""
+    """How the result is encoded. codec: an FFmpeg encoder (None: from the source's family, DEFAULT_ENCODERS).
+    crf: constant rate factor (lower is better). preset: the encoder's speed preset (None: its own default).
+    bit_depth: 8 or 10 (None: as the source). frames_per_batch: frames upscaled together (one engine call).
+    skip_duplicates: a frame whose mean difference from the previous one is at most this many 8-bit levels reuses
+    its upscaled result (anime holds drawings for several frames); None upscales all. resume: keep the segments an
+    interrupted run of the same job finished."""
 
-    codec: str = "libx264"
+    codec: str | None = None
     crf: int = 18
-    preset: str = "medium"
+    preset: str | None = None
     bit_depth: int | None = None
     frames_per_batch: int = 4
     skip_duplicates: float | None = None
     resume: bool = False
 
 
-def check_encoding(video: VideoOptions) -> None:
+def default_encoder(source_codec: str) -> str:
+    """The encoder of the source's family: HEVC stays HEVC (an HDR master is usually HEVC), AV1 and VP8/VP9 become
+    AV1 (an open codec WebM holds; this FFmpeg's VP9 encoder has no 10-bit), everything else H.264."""
+    return DEFAULT_ENCODERS.get(source_codec, "libx264")
+
+
+def check_encoding(video: VideoOptions, codec: str | None = None) -> None:
     """Raises VideoError when this FFmpeg lacks the encoder or the crf or preset is one it refuses, so the mistake is
-    reported before any frame is upscaled (FFmpeg itself says only "Invalid argument" once the first frame is in)."""
+    reported before any frame is upscaled (FFmpeg itself says only "Invalid argument" once the first frame is in).
+    `codec` is the encoder chosen for a source; without it, an unset `video.codec` is checked once the source is
+    known."""
+    codec = codec or video.codec
+    if codec is None:
+        return
     av = av_module()
     try:
-        av.codec.Codec(video.codec, "w")
+        av.codec.Codec(codec, "w")
     except (av.error.FFmpegError, ValueError) as exc:
-        raise VideoError(f"this FFmpeg (PyAV {av.__version__}) has no {video.codec!r} encoder") from exc
-    if video.codec.endswith("_nvenc") and not torch.cuda.is_available():
-        raise VideoError(f"{video.codec} encodes on an NVIDIA GPU and none is available here")
-    if video.codec not in CRF_ENCODERS:
+        raise VideoError(f"this FFmpeg (PyAV {av.__version__}) has no {codec!r} encoder") from exc
+    if codec.endswith("_nvenc") and not torch.cuda.is_available():
+        raise VideoError(f"{codec} encodes on an NVIDIA GPU and none is available here")
+    if codec not in CRF_ENCODERS:
         return
-    if not 0 <= video.crf <= CRF_ENCODERS[video.codec]:
-        raise VideoError(f"{video.codec} takes a crf of 0 to {CRF_ENCODERS[video.codec]}, got {video.crf}")
-    if video.preset not in PRESETS[video.codec]:
-        raise VideoError(f"{video.codec} has no preset {video.preset!r}; it takes {', '.join(PRESETS[video.codec])}")
+    if not 0 <= video.crf <= CRF_ENCODERS[codec]:
+        raise VideoError(f"{codec} takes a crf of 0 to {CRF_ENCODERS[codec]}, got {video.crf}")
+    if video.preset is not None and video.preset not in PRESETS[codec]:
+        raise VideoError(f"{codec} has no preset {video.preset!r}; it takes {', '.join(PRESETS[codec])}")
 
 
 @dataclass(frozen=True)
 class Encoding:
     """How every segment's video is encoded: the same settings for all, so the segments join by stream copy."""
 
+    codec: str
+    pixel_format: str
+    options: dict[str, str]  # the encoder's own options (crf, preset, HDR metadata)
     time_base: Fraction
     rate: Fraction
     size: tuple[int, int]  # output width, height
     bits: int
     colour: dict[str, Any]  # colour properties and sample aspect ratio given to the encoder
+    display_matrix: tuple[int, ...] | None  # carried as it is: the frames are upscaled as stored
+
+
+def plan_encoding(facts: SourceFacts, scale: int, video: VideoOptions, name: str) -> Encoding:
+    """The encoder settings for a source: its family's encoder unless one is asked for, its chroma subsampling and
+    bit depth (or the nearest the encoder has, with a warning), its HDR10 metadata, colour and rotation."""
+    codec = video.codec or default_encoder(facts.codec)
+    check_encoding(video, codec)
+    bits = video.bit_depth or (10 if facts.bits > 8 else 8)
+    options = {"crf": str(video.crf)} if codec in CRF_ENCODERS else {}
+    if video.preset is not None and codec in CRF_ENCODERS:
+        options["preset"] = video.preset
+    options.update(_hdr_options(codec, facts, name))
+    width, height = facts.size
+    return Encoding(codec, _pixel_format(codec, facts.chroma, bits, name), options, facts.time_base, facts.rate,
+                    (width * scale, height * scale), bits, facts.colour, facts.display_matrix)
+
+
+def _pixel_format(codec: str, chroma: str, bits: int, name: str) -> str:
+    """The encoder's pixel format with the source's chroma subsampling at `bits`; 4:2:0 (with a warning) where the
+    encoder has no such format."""
+    offered = {entry.name for entry in av_module().codec.Codec(codec, "w").video_formats or ()}
+    for subsampling in (chroma, "420"):
+        for candidate in PIXEL_FORMATS[subsampling, bits]:
+            if not offered or candidate in offered:
+                if subsampling != chroma:
+                    warnings.warn(f"{name}: {codec} cannot encode {bits}-bit 4:{chroma[1]}:{chroma[2]} chroma; the "
+                                  f"output is 4:2:0 (libx264 and libx265 keep it)", stacklevel=4)
+                return candidate
+    raise VideoError(f"{codec} encodes none of {', '.join(PIXEL_FORMATS['420', bits])}; ask for another --codec")
+
+
+def _hdr_options(codec: str, facts: SourceFacts, name: str) -> dict[str, str]:
+    """The encoder's own parameters: the HDR10 static metadata (mastering display, light level), which FFmpeg's
+    encoders do not take from the frames, and x265 told to log errors only (its banner is not ours to print)."""
+    parameters = ["log-level=error"] if codec == "libx265" else []
+    hdr = facts.mastering is not None or facts.light_level is not None
+    if hdr and codec not in HDR_PARAMETERS:
+        warnings.warn(f"{name}: {codec} is not given the source's HDR10 mastering display and light level "
+                      f"({', '.join(HDR_PARAMETERS)} are)", stacklevel=4)
+    if hdr and codec in HDR_PARAMETERS:
+        _option, display_key, light_key, whole_units = HDR_PARAMETERS[codec]
+        if (display := facts.mastering) is not None:
+            chromaticity, luminance = (50000, 10000) if whole_units else (None, None)
+            xy = {colour: ",".join(_number(value, chromaticity) for value in getattr(display, colour))
+                  for colour in ("red", "green", "blue", "white")}
+            low, high = (_number(value, luminance) for value in display.luminance)
+            parameters.append(f"{display_key}=G({xy['green']})B({xy['blue']})R({xy['red']})WP({xy['white']})"
+                              f"L({high},{low})")
+        if facts.light_level is not None:
+            parameters.append(f"{light_key}={facts.light_level[0]},{facts.light_level[1]}")
+    return {HDR_PARAMETERS[codec][0]: ":".join(parameters)} if parameters else {}
+
+
+def _number(value: Fraction, units: int | None) -> str:
+    """A value in the encoder's units: whole units of 1/`units` (x264, x265), or a decimal (SVT-AV1)."""
+    return str(round(value * units)) if units else f"{float(value):.6g}"
 
 
 def encode_segment(model: Any, source: Path, temporary: Path, start: int | None, end: int | None, encoding: Encoding,
                    options: UpscaleOptions | None, video: VideoOptions, progress: Callable[[int], None] | None,
-                   cancel: Callable[[], bool] | None) -> tuple[int, int]:
+                   cancel: Callable[[], bool] | None) -> tuple[int, int, int]:
     """The frames of [start, end) (presentation timestamps; None: the clip's own start / end) upscaled into a file of
-    their own; returns (frames, repeated frames). `progress` is told the frames done so far in this segment."""
+    their own; returns (frames, repeated frames, packets the decoder rejected). Damaged packets are skipped as
+    FFmpeg skips them, so the frames that decode still come out. `progress` is told the frames done so far."""
     av = av_module()
     with av.open(str(source)) as container, av.open(str(temporary), "w") as output:
         stream_in = container.streams.video[0]
-        stream_in.thread_type = "AUTO"
+        # slice threads only: with frame threads a damaged packet also loses the pictures other threads hold (a cut-off
+        # clip gave 10 of its 12 whole frames); decoding is a small share of the time next to the upscaling
+        stream_in.thread_type = "SLICE"
         if start is not None:
             container.seek(start, stream=stream_in, backward=True, any_frame=False)
-        stream_out = output.add_stream(video.codec, rate=encoding.rate)
+        stream_out = output.add_stream(encoding.codec, rate=encoding.rate)
         stream_out.width, stream_out.height = encoding.size
-        stream_out.pix_fmt = "yuv420p10le" if encoding.bits == 10 else "yuv420p"
+        stream_out.pix_fmt = encoding.pixel_format
         # the encoder's own time base too: left at 1/rate it rounds a variable frame rate's timestamps
         stream_out.time_base = stream_out.codec_context.time_base = encoding.time_base
-        if video.codec in CRF_ENCODERS:
-            stream_out.options = {"crf": str(video.crf), "preset": video.preset}
+        stream_out.options = dict(encoding.options)
         for name, value in encoding.colour.items():
             if value:
                 setattr(stream_out.codec_context, name, value)
+        if encoding.display_matrix is not None:
+            stream_out.set_display_matrix(encoding.display_matrix)
         rgb = "rgb48le" if encoding.bits == 10 else "rgb24"
         matrix = {"dst_colorspace": encoding.colour["colorspace"], "dst_color_range": encoding.colour["color_range"]}
         encoder = _Encoder(model, stream_out, output, rgb, {k: v for k, v in matrix.items() if v}, options, video,
                            progress, cancel)
-        frames = _in_background(_decoded(container.decode(stream_in), start, end, rgb), 2 * video.frames_per_batch)
+        damage = _Damage()
+        decoded = _decoded(_tolerant_frames(av, container, stream_in, damage), start, end, rgb)
+        frames = _in_background(decoded, 2 * video.frames_per_batch)
         try:
             for frame in frames:
                 encoder.add(frame)
@@ -107,7 +199,36 @@ def encode_segment(model: Any, source: Path, temporary: Path, start: int | None,
         finally:
             frames.close()  # the decoding thread ends before its container closes
             encoder.close()
-    return encoder.frames, encoder.duplicates
+    return encoder.frames, encoder.duplicates, damage.rejected
+
+
+@dataclass
+class _Damage:
+    rejected: int = 0  # packets the decoder refused, or reads the demuxer gave up on
+
+
+def _tolerant_frames(av: Any, container: Any, stream: Any, damage: _Damage) -> Iterator[Any]:
+    """The stream's pictures as FFmpeg's own command line decodes them: a packet the decoder refuses is counted and
+    skipped, and a demuxer that gives up ends the stream there (what follows cannot be read)."""
+    packets = container.demux(stream)
+    while True:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            return
+        except av.error.FFmpegError as error:
+            if isinstance(error, MemoryError):
+                raise
+            damage.rejected += 1
+            return
+        try:
+            pictures = stream.decode(packet)
+        except av.error.FFmpegError as error:
+            if isinstance(error, MemoryError):
+                raise
+            damage.rejected += 1
+            continue
+        yield from pictures
 
 
 @dataclass(frozen=True)
@@ -118,12 +239,15 @@ class _Frame:
 
 
 def _decoded(frames: Iterator[Any], start: int | None, end: int | None, rgb: str) -> Iterator[_Frame]:
-    """The segment's frames as RGB pixels with their timestamps."""
+    """The segment's frames as RGB pixels with their timestamps. A picture of a damaged stream without a timestamp,
+    or with one not after the last (the encoder takes none), is dropped as FFmpeg's command line drops it."""
+    last = None
     for frame in frames:
-        if frame.pts is None or (start is not None and frame.pts < start):
-            continue  # before the segment (decoded from the keyframe's group, or leading pictures of it)
+        if frame.pts is None or (start is not None and frame.pts < start) or (last is not None and frame.pts <= last):
+            continue  # also before the segment (decoded from the keyframe's group, or leading pictures of it)
         if end is not None and frame.pts >= end:
             return
+        last = frame.pts
         yield _Frame(frame.to_ndarray(format=rgb), frame.pts, frame.time_base)
 
 
