@@ -1,6 +1,6 @@
-"""Files in and out: still images (PNG, JPEG, TIFF, WebP, BMP, GIF; 8/16-bit and float, orientation, ICC, EXIF and
-GeoTIFF tags kept), images larger than memory streamed into tiled TIFFs (`huge`), and videos through PyAV (`video`,
-optional extra). Adapters import from here."""
+"""Files in and out: still images (PNG, JPEG, TIFF, WebP, BMP, GIF and whatever else Pillow reads; 8/16-bit and
+float; orientation, ICC, EXIF, XMP, IPTC, resolution, PNG text and GeoTIFF tags kept), images larger than memory
+streamed into tiled TIFFs (`huge`), and videos through PyAV (`video`, optional extra). Adapters import from here."""
 
 from .huge import (
     TileRowPlan,
@@ -14,6 +14,7 @@ from .huge import (
 from .images import (
     DEFAULT_MAX_PIXELS,
     READABLE_SUFFIXES,
+    ImageMetadata,
     LoadedImage,
     detect_format,
     image_shape,
@@ -40,8 +41,8 @@ from .video import (
 )
 
 __all__ = ["DEFAULT_MAX_PIXELS", "READABLE_SUFFIXES", "SVT_AV1_PRESETS", "VIDEO_SUFFIXES", "X26X_PRESETS",
-           "LoadedImage", "TileRowPlan", "VideoError", "VideoOptions", "VideoPlan", "VideoResult", "check_encoding",
-           "detect_format", "frame_size", "image_shape", "join_segments", "open_for_streaming",
+           "ImageMetadata", "LoadedImage", "TileRowPlan", "VideoError", "VideoOptions", "VideoPlan", "VideoResult",
+           "check_encoding", "detect_format", "frame_size", "image_shape", "join_segments", "open_for_streaming",
            "output_fits_in_memory", "plan_tile_rows", "plan_video", "read_image", "to_pixels", "to_tensor",
            "upscale_image_file", "upscale_to_tiff", "upscale_tile_row", "upscale_video", "write_image",
            "write_segment", "write_tile_rows"]

@@ -151,7 +151,7 @@ def _upscale_frame(model: ModelDescriptor, frame: torch.Tensor, passes: int, tar
         else:
             alpha_out = F.interpolate(alpha_channel.to(plan.output_device), size=result.shape[-2:],
                                       mode="bicubic", align_corners=False)
-        alpha_out = alpha_out.clamp(0, 1)
+        alpha_out = ch.keep_flat_alpha(alpha_channel, alpha_out.clamp(0, 1))
         result = torch.cat([ch.unpremultiply(result, alpha_out), alpha_out], 1)
     return _resize(result, target).clamp_(0, 1)
 

@@ -17,6 +17,7 @@ from typing import Any
 from ...errors import UpscaleCancelled
 from ...files import WorkFolder, write_atomically
 from ...upscaling import UpscaleOptions
+from ..termination import terminating_cleanly
 from .encoding import Encoding, VideoOptions, check_encoding, encode_segment, plan_encoding
 from .probe import SourceFacts, VideoError, av_module, probe_video
 
@@ -69,20 +70,21 @@ def upscale_video(model: Any, source: str | os.PathLike, target: str | os.PathLi
     video = video or VideoOptions()
     plan = plan_video(model, source, target, options, video)
     frames = 0
-    try:
-        for index in range(len(plan.facts.segments)):
-            done = plan.work.finished(index)
-            if done is None:
-                done = write_segment(model, plan, index, options, video,
-                                     progress=_offset(progress, frames, plan.facts.total), cancel=cancel)
-                plan.work.finish(index, *done)
-            frames += done[0]
-        return join_segments(plan)
-    except UpscaleCancelled:
-        raise  # the finished segments stay for `resume`
-    except Exception:
-        plan.work.remove()  # a run that failed leaves nothing behind (a resumed one would fail the same way)
-        raise
+    with terminating_cleanly():  # a stop (SIGTERM) unwinds: the segment being written is removed, finished ones stay
+        try:
+            for index in range(len(plan.facts.segments)):
+                done = plan.work.finished(index)
+                if done is None:
+                    done = write_segment(model, plan, index, options, video,
+                                         progress=_offset(progress, frames, plan.facts.total), cancel=cancel)
+                    plan.work.finish(index, *done)
+                frames += done[0]
+            return join_segments(plan)
+        except UpscaleCancelled:
+            raise  # the finished segments stay for `resume`
+        except Exception:
+            plan.work.remove()  # a run that failed leaves nothing behind (a resumed one would fail the same way)
+            raise
 
 
 def plan_video(model: Any, source: str | os.PathLike, target: str | os.PathLike, options: UpscaleOptions | None,
