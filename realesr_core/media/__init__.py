@@ -23,6 +23,7 @@ from .images import (
     to_tensor,
     write_image,
 )
+from .kinds import media_kind
 from .upscale_file import upscale_image_file
 from .video import (
     SVT_AV1_PRESETS,
@@ -42,7 +43,7 @@ from .video import (
 
 __all__ = ["DEFAULT_MAX_PIXELS", "READABLE_SUFFIXES", "SVT_AV1_PRESETS", "VIDEO_SUFFIXES", "X26X_PRESETS",
            "ImageMetadata", "LoadedImage", "TileRowPlan", "VideoError", "VideoOptions", "VideoPlan", "VideoResult",
-           "check_encoding", "detect_format", "frame_size", "image_shape", "join_segments", "open_for_streaming",
-           "output_fits_in_memory", "plan_tile_rows", "plan_video", "read_image", "to_pixels", "to_tensor",
-           "upscale_image_file", "upscale_to_tiff", "upscale_tile_row", "upscale_video", "write_image",
+           "check_encoding", "detect_format", "frame_size", "image_shape", "join_segments", "media_kind",
+           "open_for_streaming", "output_fits_in_memory", "plan_tile_rows", "plan_video", "read_image", "to_pixels",
+           "to_tensor", "upscale_image_file", "upscale_to_tiff", "upscale_tile_row", "upscale_video", "write_image",
            "write_segment", "write_tile_rows"]
