@@ -578,6 +578,7 @@ def _with_app13(jpeg: bytes, iptc: bytes) -> bytes:
 
 def _png_writer(array: np.ndarray, metadata: ImageMetadata) -> Callable[[Path], None]:
     """PNG pixels from imagecodecs (16-bit: Pillow cannot) or Pillow, then the metadata chunks after the header."""
+    chunks = _png_metadata_chunks(metadata)
 
     def write(target: Path) -> None:
         if array.dtype == np.uint16:
@@ -585,12 +586,15 @@ def _png_writer(array: np.ndarray, metadata: ImageMetadata) -> Callable[[Path], 
 
             encoded = imagecodecs.png_encode(np.ascontiguousarray(array if array.shape[2] > 1 else array[..., 0]),
                                              **FAST_PNG)
+        elif not chunks:
+            _pillow_image(array).save(target, format="PNG")  # straight to the file: no copy of it in memory
+            return
         else:
             buffer = io.BytesIO()
             _pillow_image(array).save(buffer, format="PNG")
             encoded = buffer.getvalue()
         header_end = 8 + 25  # signature, then the IHDR chunk: iCCP and pHYs must come before the pixels
-        target.write_bytes(encoded[:header_end] + _png_metadata_chunks(metadata) + encoded[header_end:])
+        target.write_bytes(encoded[:header_end] + chunks + encoded[header_end:])
 
     return write
 

@@ -401,3 +401,29 @@ def test_a_failed_run_leaves_no_work_folder(quick, tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="went away"):
         upscale_video(quick, source, tmp_path / "out.mkv", video=VideoOptions(frames_per_batch=2), progress=broken)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mkv"]
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
+def test_a_second_video_stream_is_copied(quick, tmp_path: Path, suffix: str) -> None:
+    """A second picture stream (another camera angle, a cover) is carried unchanged, as `-map 0 -c copy` does; from
+    Matroska its packets have no decode time and still arrive."""
+    source = tmp_path / "angles.mkv"
+    with av.open(str(source), "w") as out:
+        streams = [out.add_stream("libx264", rate=12) for _ in range(2)]
+        for stream, width in zip(streams, (32, 16), strict=True):
+            stream.width, stream.height, stream.pix_fmt = width, 16, "yuv420p"
+        for index in range(3):
+            for stream in streams:
+                frame = av.VideoFrame.from_ndarray(photo(40, left=150 + index)[:16, : stream.width], format="rgb24")
+                frame.pts = index
+                for packet in stream.encode(frame):
+                    out.mux(packet)
+        for stream in streams:
+            for packet in stream.encode(None):
+                out.mux(packet)
+    result, said = upscaled(quick, source, tmp_path / f"big{suffix}")
+    assert said == [] and result.copied_streams == 1
+    with av.open(str(source)) as original, av.open(str(tmp_path / f"big{suffix}")) as copy:
+        assert [s.width for s in copy.streams.video] == [128, 16]
+        assert [bytes(p) for p in copy.demux(video=1) if p.size] == [bytes(p) for p in original.demux(video=1)
+                                                                      if p.size]

@@ -200,7 +200,7 @@ def _join(av: Any, source: Path, parts: list[Path], temporary: Path) -> int:
     with (av.open(str(source)) as original, av.open(str(parts[0])) as first,
           av.open(str(temporary), "w", options={"fflags": "+bitexact"}) as output):
         video_in = original.streams.video[0]
-        video_out = output.add_stream_from_template(first.streams.video[0], opaque=True)  # remuxed: no encoder
+        video_out = output.add_stream_from_template(first.streams.video[0], opaque=True)  # remuxed: no encoder needed
         # the stream's frame rate: a timecode track the muxer makes from the timecode tag runs at it
         video_out.codec_context.framerate = video_in.average_rate or video_in.guessed_rate
         _describe(video_out, video_in, encoded=True)
@@ -210,8 +210,9 @@ def _join(av: Any, source: Path, parts: list[Path], temporary: Path) -> int:
             output.set_chapters(chapters)
         copied = _copy_streams(av, original, output, video_in, source, bool(chapters))
         video_packets = ((float(p.dts * p.time_base), 0, video_out, p) for p in _part_packets(av, parts))
-        other_packets = ((float(p.dts * p.time_base), 1, copied[p.stream], p)
-                         for p in original.demux(*copied) if p.dts is not None) if copied else iter(())
+        # Matroska gives a video stream's packets no decode time: their presentation time orders them instead
+        other_packets = ((float(_decode_time(p) * p.time_base), 1, copied[p.stream], p)
+                         for p in original.demux(*copied) if _decode_time(p) is not None) if copied else iter(())
         for _time, _order, stream, packet in heapq.merge(video_packets, other_packets, key=lambda item: item[:2]):
             packet.stream = stream
             output.mux(packet)
@@ -238,6 +239,10 @@ def _describe(output_stream: Any, source_stream: Any, encoded: bool = False) -> 
     output_stream.disposition = source_stream.disposition
 
 
+def _decode_time(packet: Any) -> int | None:
+    return packet.dts if packet.dts is not None else packet.pts
+
+
 def _part_packets(av: Any, parts: list[Path]) -> Iterator[Any]:
     for part in parts:
         with av.open(str(part)) as container:
@@ -256,7 +261,7 @@ def _copy_streams(av: Any, container: Any, output: Any, video_stream: Any, sourc
         if timecode_tag and _is_timecode_track(stream):
             continue  # MP4 and MOV muxers make the timecode track from the video stream's tag, Matroska keeps the tag
         if not _refused(av, output, stream):
-            copied[stream] = output.add_stream_from_template(stream)
+            copied[stream] = output.add_stream_from_template(stream, opaque=True)
             _describe(copied[stream], stream)
         else:
             kind = stream.codec_context.name if stream.codec_context is not None else stream.name or "unknown codec"
@@ -271,7 +276,7 @@ def _refused(av: Any, output: Any, stream: Any) -> bool:
     muxers refuse a stream only at the header or the trailer, which would lose the whole join."""
     trial = av.open(io.BytesIO(), "w", format=output.format.name)
     try:
-        trial.add_stream_from_template(stream)
+        trial.add_stream_from_template(stream, opaque=True)
         trial.start_encoding()
         trial.close()
     except (av.error.FFmpegError, ValueError):
