@@ -230,10 +230,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                          f"extension)")
     up.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                     help=f"refuse larger inputs (default {DEFAULT_MAX_PIXELS:,}, as Pillow's decompression-bomb limit)")
-    up.add_argument("--codec", default="libx264",
-                    help="video encoder: libx264, libx265, libsvtav1, ffv1, or an NVENC one where the GPU has it")
+    up.add_argument("--codec", default=None,
+                    help="video encoder: libx264, libx265, libsvtav1, ffv1, or an NVENC one where the GPU has it "
+                         "(default: the source's family: libx265 for HEVC, libsvtav1 for AV1 and VP9, else libx264)")
     up.add_argument("--crf", type=int, default=18, help="video quality (constant rate factor; lower is better)")
-    up.add_argument("--preset", default="medium", help="video encoder speed preset")
+    up.add_argument("--preset", default=None, help="video encoder speed preset (default: the encoder's own)")
     up.add_argument("--video-bits", default="auto", choices=["auto", "8", "10"],
                     help="video output bit depth (auto: 10 for a 10-bit source, else 8)")
     up.add_argument("--skip-duplicates", type=float, metavar="LEVELS",

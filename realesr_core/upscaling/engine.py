@@ -171,7 +171,7 @@ def _upscale_frames(model: ModelDescriptor, frames: torch.Tensor, alpha: str, pl
         else:
             alpha_out = F.interpolate(alpha_channel.to(result.device), size=result.shape[-2:], mode="bicubic",
                                       align_corners=False)
-        alpha_out = alpha_out.clamp(0, 1)
+        alpha_out = ch.keep_flat_alpha(alpha_channel.to(result.device), alpha_out.clamp(0, 1))
         result = torch.cat([ch.unpremultiply(result, alpha_out), alpha_out], 1)
     return _resize(result, plan.target).clamp_(0, 1).to(plan.output_dtype)
 
