@@ -105,7 +105,7 @@ def test_degrade_writes_pairs_and_replayable_parameters(tmp_path: Path) -> None:
     record = json.loads((out / "a.json").read_text())
     replayed = apply_parameters(read_image(source / "a.png").tensor, [record["params"]]).degraded
     assert torch.equal(torch.round(replayed * 255), torch.round(read_image(out / "a_lq.png").tensor * 255))
-    assert main(["degrade", str(source), str(tmp_path / "x"), "--preset", "bicubic_x4"]) == 0
+    assert main(["degrade", str(source), str(tmp_path / "x"), "--degradation", "bicubic_x4"]) == 0
 
 
 def test_the_cache_folder_comes_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -155,7 +155,7 @@ def test_a_folder_of_images_and_videos_with_one_broken(tmp_path: Path, capsys: p
     Image.fromarray(photo(16)).save(folder / "still.png")
     (folder / "broken.mkv").write_bytes(b"\x1aE\xdf\xa3 not really")
     assert main(["upscale", str(folder), "-o", str(tmp_path / "out"), "-m", "realesr-animevideov3",
-                 "--crf", "20", "--preset", "veryfast"]) == 1
+                 "--crf", "20", "--encoder-preset", "veryfast"]) == 1
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["clip_x4.mp4", "still_x4.png"]
     captured = capsys.readouterr()
     assert "broken.mkv" in captured.err and "4 frames" in captured.out and "1 audio/subtitle stream(s)" in captured.out
@@ -222,7 +222,7 @@ def test_encoder_settings_ffmpeg_would_refuse_are_named_before_upscaling(tmp_pat
     make_clip(tmp_path / "clip.mp4", frames=2)
     Image.fromarray(photo(16)).save(tmp_path / "a.png")  # met first: the check comes before it is upscaled too
     assert main(["upscale", str(tmp_path / "a.png"), str(tmp_path / "clip.mp4"), "-m", "realesr-animevideov3",
-                 "--codec", "libsvtav1", "--outscale", "2"]) == 2
+                 "--codec", "libsvtav1", "--encoder-preset", "medium", "--outscale", "2"]) == 2
     assert capsys.readouterr().err.splitlines() == [
         "realesr: error: --outscale, --width and --height are for images; videos are upscaled at the model's scale "
         "(resize them afterwards, or give the videos a run of their own)",
@@ -232,7 +232,7 @@ def test_encoder_settings_ffmpeg_would_refuse_are_named_before_upscaling(tmp_pat
 
 
 REPO = Path(__file__).resolve().parents[1]
-QUICK = ["-m", "realesr-animevideov3", "--preset", "veryfast"]
+QUICK = ["-m", "realesr-animevideov3", "--encoder-preset", "veryfast"]
 
 
 def _realesr(*arguments: str, **options: object) -> "subprocess.Popen[str]":
@@ -430,7 +430,7 @@ def test_degrade_mirrors_sub_folders_and_lists_what_it_skipped(tmp_path: Path, c
     Image.fromarray(photo(32, left=60)).save(source / "a.jpg")
     Image.fromarray(photo(32)).save(source / "set2" / "b.png")
     make_clip(source / "clip.mp4", frames=2)
-    assert main(["degrade", str(source), str(tmp_path / "lq"), "--preset", "bicubic_x4"]) == 0
+    assert main(["degrade", str(source), str(tmp_path / "lq"), "--degradation", "bicubic_x4"]) == 0
     assert sorted(str(p.relative_to(tmp_path / "lq")) for p in (tmp_path / "lq").rglob("*")) == [
         "a_jpg.json", "a_jpg_lq.png", "a_png.json", "a_png_lq.png", "set2", "set2/b.json", "set2/b_lq.png"]
     assert f"skipped 1: 1 videos (degrade takes images) ({source / 'clip.mp4'})" in capsys.readouterr().err

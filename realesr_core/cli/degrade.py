@@ -45,7 +45,7 @@ def plan_degrade(inputs: Inputs, pairs: bool) -> list[Named]:
 
 
 def cmd_degrade(args: argparse.Namespace) -> int:
-    config = get_preset(args.preset, **({"scale": args.scale} if args.scale else {}))
+    config = get_preset(args.degradation, **({"scale": args.scale} if args.scale else {}))
     out_dir = Path(args.output_dir)
     if reason := unwritable_reason(out_dir):
         say(f"realesr: error: {out_dir}: {reason}; choose another output folder")
@@ -95,7 +95,7 @@ def _degrade_one(named: Named, config: DegradationConfig, generator: torch.Gener
     written.append(write_image(names["lq"], result.degraded, loaded.bit_depth))
     if args.pairs:
         written.append(write_image(names["gt"], result.target, loaded.bit_depth))
-    record = {"source": str(named.path), "preset": args.preset, "seed": args.seed, "config": config.to_dict(),
+    record = {"source": str(named.path), "preset": args.degradation, "seed": args.seed, "config": config.to_dict(),
               "params": params[0]}
     text = json.dumps(record, indent=1)
     written.append(write_atomically(names["json"], lambda temporary: temporary.write_text(text)))
@@ -109,7 +109,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     deg.add_argument("output_dir", help="where NAME_lq.png, NAME_gt.png (--pairs) and NAME.json go, the input "
                                         "folder's tree mirrored")
     add_recursion_argument(deg)
-    deg.add_argument("--preset", default="realesrgan_x4", choices=list(PRESETS), help="degradation preset")
+    deg.add_argument("--degradation", default="realesrgan_x4", choices=list(PRESETS),
+                     help="degradation preset (as finetune's --degradation)")
     deg.add_argument("--seed", type=int, default=0, help="seed of the random draws (same seed, same output)")
     deg.add_argument("--scale", type=int, choices=[2, 4], help="override the preset's scale")
     deg.add_argument("--pairs", action="store_true", help="also write the clean target of each image")

@@ -53,7 +53,7 @@ def job_from_arguments(args: argparse.Namespace) -> UpscaleJob:
     """The job the command line describes (the model as an absolute path where it is a file, so that every process
     finds it)."""
     options = UpscaleOptions(**option_values(args, UpscaleOptions, COMMAND_LINE_OPTIONS))
-    video = VideoOptions(codec=args.codec, crf=args.crf, preset=args.preset,
+    video = VideoOptions(codec=args.codec, crf=args.crf, preset=args.encoder_preset,
                          bit_depth=None if args.video_bits == "auto" else int(args.video_bits),
                          skip_duplicates=args.skip_duplicates, resume=args.resume)
     model = str(Path(args.model).resolve()) if Path(args.model).is_file() else args.model
@@ -234,7 +234,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     help="video encoder: libx264, libx265, libsvtav1, ffv1, or an NVENC one where the GPU has it "
                          "(default: the source's family: libx265 for HEVC, libsvtav1 for AV1 and VP9, else libx264)")
     up.add_argument("--crf", type=int, default=18, help="video quality (constant rate factor; lower is better)")
-    up.add_argument("--preset", default=None, help="video encoder speed preset (default: the encoder's own)")
+    up.add_argument("--encoder-preset", default=None,
+                    help="video encoder speed preset, e.g. veryfast or slow for x264 (default: the encoder's own)")
     up.add_argument("--video-bits", default="auto", choices=["auto", "8", "10"],
                     help="video output bit depth (auto: 10 for a 10-bit source, else 8)")
     up.add_argument("--skip-duplicates", type=float, metavar="LEVELS",
