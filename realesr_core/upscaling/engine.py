@@ -104,7 +104,8 @@ def upscale(
     """Upscales a batch `[B, C, H, W]` (0..1, C = 1, 2, 3 or 4, any device) and says what was decided.
 
     `options` (or its fields as keywords, which override it) say how; `progress(done, total)` is called after
-    every batch of tiles; `cancel()` is asked before every batch and stops the upscale with UpscaleCancelled.
+    every batch of tiles; `cancel()` is asked before every batch and during forwards (before the network's layers,
+    every 50 ms at most) and stops the upscale with UpscaleCancelled.
     """
     started = time.perf_counter()
     options = with_values(options or UpscaleOptions(), option_values)
@@ -118,12 +119,15 @@ def upscale(
     output = torch.empty(image.shape[0], image.shape[1], *plan.target, dtype=options.output_dtype,
                          device=plan.output_device, memory_format=torch.channels_last)
     frames = FramePipeline(image, output, plan.device)
-    for start in range(0, image.shape[0], plan.frames_per_chunk):
-        chunk = frames.input(start, plan.frames_per_chunk)
-        result = _upscale_frames(model, chunk, options.alpha, plan, stats, frames.destination(start, len(chunk)),
-                                 frames.between)
-        frames.deliver(start, result)
-    frames.finish()
+    try:
+        for start in range(0, image.shape[0], plan.frames_per_chunk):
+            chunk = frames.input(start, plan.frames_per_chunk)
+            result = _upscale_frames(model, chunk, options.alpha, plan, stats, frames.destination(start, len(chunk)),
+                                     frames.between)
+            frames.deliver(start, result)
+        frames.finish()
+    finally:
+        plan.runner.close()
     return UpscaleResult(
         image=output,
         tile_size=stats.max_core or plan.tile,
@@ -248,7 +252,7 @@ def make_plan(model: ModelDescriptor, image: torch.Tensor, options: UpscaleOptio
     fp32_output_layer = reduced and (dtype == torch.bfloat16 or options.output_bits > 8)
     runner = Runner(model.module, device, dtype, options.channels_last and model.channels_last,
                     _compile if options.compile else None, allow_tf32=options.precision != "fp32-strict",
-                    fp32_output_layer=fp32_output_layer)
+                    fp32_output_layer=fp32_output_layer, cancel=cancel)
     return Plan(device, output_device, options.output_dtype, dtype, target, passes, model_size, tile, overlap,
                 options.blend, border, tiles_per_forward, frames_per_chunk, assemble_on_device, options.compile,
                 int(reserved + (frames_per_chunk - 1) * 3 * frame_bytes), progress, cancel, runner)

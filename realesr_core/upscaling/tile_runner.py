@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import time
 import warnings
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -51,12 +53,14 @@ class Runner:
 
     def __init__(self, module: nn.Module, device: torch.device, dtype: torch.dtype, channels_last: bool,
                  compile_module: Callable[[nn.Module], nn.Module] | None = None, allow_tf32: bool = True,
-                 fp32_output_layer: bool = False) -> None:
+                 fp32_output_layer: bool = False, cancel: Callable[[], bool] | None = None) -> None:
         self.source, self.device, self.dtype, self.channels_last = module, device, dtype, channels_last
         self.allow_tf32 = allow_tf32
         self.fp32_output_layer = fp32_output_layer
+        self.cancel = cancel
         self._compile = compile_module
         self._modules: dict[torch.dtype, nn.Module] = {}
+        self._hooks: list[torch.utils.hooks.RemovableHandle] = []
 
     def module(self, dtype: torch.dtype) -> nn.Module:
         if dtype not in self._modules:
@@ -65,8 +69,16 @@ class Runner:
             module = self.source if placed else copy.deepcopy(self.source).to(self.device, dtype)
             if dtype != torch.float32 and self.fp32_output_layer and not placed:
                 _output_layer_in_fp32(module)
+            if self.cancel is not None and self._compile is None:  # hooks would break a compiled graph
+                self._hooks += _cancel_checks(module, self.cancel)
             self._modules[dtype] = self._compile(module) if self._compile is not None else module
         return self._modules[dtype]
+
+    def close(self) -> None:
+        """Removes the cancel checks from the modules (the caller's own module among them)."""
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks.clear()
 
     def fall_back_to_fp32(self, error: Exception) -> None:
         """A forward in reduced precision raised (an architecture that mixes dtypes inside): the rest of the call,
@@ -82,6 +94,25 @@ class Runner:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), _cuda_settings(inputs.device, self.allow_tf32):
             return self.module(dtype)(inputs)
+
+
+CANCEL_CHECK_SECONDS = 0.05  # how often a forward asks whether to stop
+
+
+def _cancel_checks(module: nn.Module, cancel: Callable[[], bool]) -> list[torch.utils.hooks.RemovableHandle]:
+    """Asks `cancel()` before the layers of a forward (at most every CANCEL_CHECK_SECONDS), so that a Cancel stops
+    even a whole-image forward of a minute on a CPU within a layer, not at its end."""
+    last = [time.monotonic()]
+
+    def check(_layer: nn.Module, _inputs: Any) -> None:
+        now = time.monotonic()
+        if now - last[0] >= CANCEL_CHECK_SECONDS:
+            last[0] = now
+            if cancel():
+                raise UpscaleCancelled("upscale cancelled")
+
+    layers = [m for m in module.modules() if next(m.children(), None) is None and next(m.parameters(), None) is not None]
+    return [layer.register_forward_pre_hook(check) for layer in layers]
 
 
 # Modules whose forward failed in reduced precision: `auto` picks fp32 for them from then on.
@@ -169,6 +200,8 @@ def run_tiles(job: FrameJob, runner: Runner, stats: TileStats) -> int:
             if job.after_forward is not None:
                 job.after_forward()
             results = _checked(outputs, inputs, runner, stats)
+        except UpscaleCancelled:
+            raise
         except Exception as error:  # noqa: BLE001 - out-of-memory and reduced-precision failures handled; else re-raised
             if is_out_of_memory(error):
                 failure = "memory"

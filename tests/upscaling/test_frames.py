@@ -215,3 +215,25 @@ def test_compile_uses_one_window_shape_for_every_image_size(tiny_compact) -> Non
         assert compiled.image.shape == eager.image.shape
         assert 10 * math.log10(1 / float(((compiled.image - eager.image) ** 2).mean())) > 40
     assert counters["stats"]["unique_graphs"] <= 2
+
+
+def test_cancel_stops_a_whole_image_forward_between_its_layers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One window of a whole image is one forward: Cancel is asked before its layers, so it stops inside it (on a
+    CPU a whole-image x4plus forward takes a minute), no output is made, and no check stays on the module."""
+    from realesr_core import UpscaleCancelled
+    from realesr_core.upscaling import tile_runner
+
+    monkeypatch.setattr(tile_runner, "CANCEL_CHECK_SECONDS", 0.0)
+    module = randomized(RRDBNet(num_feat=8, num_block=3, num_grow_ch=4))
+    model = load_model(module.state_dict())
+    ran, asked = [], []
+    model.module.conv_last.register_forward_hook(lambda *a: ran.append("conv_last"))
+
+    def cancel() -> bool:
+        asked.append(len(ran))
+        return len(asked) > 3  # Cancel pressed after the forward has begun
+
+    with pytest.raises(UpscaleCancelled):
+        upscale(model, torch.rand(1, 3, 48, 48), precision="fp32", cancel=cancel)
+    assert len(asked) == 4 and not ran  # stopped inside the forward, before its last layer
+    assert all(not layer._forward_pre_hooks for layer in model.module.modules())
