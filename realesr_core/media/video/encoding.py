@@ -113,7 +113,7 @@ def plan_encoding(facts: SourceFacts, scale: int, video: VideoOptions, name: str
     options = {"crf": str(video.crf)} if codec in CRF_ENCODERS else {}
     if video.preset is not None and codec in CRF_ENCODERS:
         options["preset"] = video.preset
-    options.update(_hdr_options(codec, facts, name))
+    options.update(_encoder_parameters(codec, facts, name))
     width, height = facts.size
     return Encoding(codec, _pixel_format(codec, facts.chroma, bits, name), options, facts.time_base, facts.rate,
                     (width * scale, height * scale), bits, facts.colour, facts.display_matrix)
@@ -133,7 +133,7 @@ def _pixel_format(codec: str, chroma: str, bits: int, name: str) -> str:
     raise VideoError(f"{codec} encodes none of {', '.join(PIXEL_FORMATS['420', bits])}; ask for another --codec")
 
 
-def _hdr_options(codec: str, facts: SourceFacts, name: str) -> dict[str, str]:
+def _encoder_parameters(codec: str, facts: SourceFacts, name: str) -> dict[str, str]:
     """The encoder's own parameters: the HDR10 static metadata (mastering display, light level), which FFmpeg's
     encoders do not take from the frames, and x265 told to log errors only (its banner is not ours to print)."""
     parameters = ["log-level=error"] if codec == "libx265" else []
@@ -142,7 +142,7 @@ def _hdr_options(codec: str, facts: SourceFacts, name: str) -> dict[str, str]:
         warnings.warn(f"{name}: {codec} is not given the source's HDR10 mastering display and light level "
                       f"({', '.join(HDR_PARAMETERS)} are)", stacklevel=4)
     if hdr and codec in HDR_PARAMETERS:
-        _option, display_key, light_key, whole_units = HDR_PARAMETERS[codec]
+        display_key, light_key, whole_units = HDR_PARAMETERS[codec][1:]
         if (display := facts.mastering) is not None:
             chromaticity, luminance = (50000, 10000) if whole_units else (None, None)
             xy = {colour: ",".join(_number(value, chromaticity) for value in getattr(display, colour))
