@@ -2,8 +2,8 @@
 each output goes (the tree mirrored, one name per input), and the plan of an upscale of files that the command line
 and Ray both run (`plan_upscale`). Made before any work, lazily, so a million-file archive starts at once."""
 
+from ..media.kinds import IMAGE, MEDIA_SUFFIXES, VIDEO, Identified, identify
 from .inputs import Inputs, Named, PlanError, SkipList
-from .kinds import IMAGE, MEDIA_SUFFIXES, VIDEO, Identified, identify
 from .upscale import (
     DEFAULT_QUALITY,
     IN_MEMORY,

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import RealESRError
-from .kinds import MEDIA_SUFFIXES, NOT_MEDIA, Identified, identify
+from ..media.kinds import MEDIA_SUFFIXES, NOT_MEDIA, Identified, identify
 
 
 class PlanError(RealESRError):

@@ -24,11 +24,11 @@ from ..files import unwritable_reason
 from ..media import DEFAULT_MAX_PIXELS
 from ..media.huge import output_fits_in_memory
 from ..media.images import WRITABLE_SUFFIXES, image_shape, output_format
+from ..media.kinds import VIDEO, VIDEO_SUFFIXES
 from ..media.video import VideoOptions, check_encoding
 from ..upscaling import UpscaleOptions
 from ..upscaling.device import available_memory
 from .inputs import Inputs, Named, PlanError, SkipList
-from .kinds import VIDEO, VIDEO_SUFFIXES
 
 IN_MEMORY = "in memory"  # read whole, upscaled and written in one go
 TILED = "tiled"  # streamed tile row by tile row into a tiled TIFF, never held whole

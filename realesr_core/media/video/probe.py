@@ -19,7 +19,8 @@ from ...extras import import_extra
 # What PyAV opens by content; the suffixes are for telling videos from images in a folder. Broadcast and camera
 # (.ts, .m2ts, .mts, .mxf), DVD (.vob, .mpg), old web and phone formats (.flv, .wmv, .3gp, .ogv) included.
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v", ".ts", ".m2ts", ".mts", ".mpg", ".mpeg", ".vob",
-                  ".flv", ".wmv", ".asf", ".3gp", ".3g2", ".ogv", ".mxf")
+                  ".flv", ".wmv", ".asf", ".3gp", ".3g2", ".ogv", ".mxf", ".m2v", ".dv", ".y4m", ".hevc", ".h264", ".264",
+                  ".265")
 COLOUR_PROPERTIES = ("color_range", "colorspace", "color_primaries", "color_trc")
 FIRST_PICTURE_PACKETS = 64  # packets read at most to find a decodable first picture for its side data
 # The end of the stream may fall this many frame intervals short of the stated duration before the file counts as

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from realesr_core.jobs import IMAGE, VIDEO, identify
+from realesr_core.media.kinds import IMAGE, VIDEO, identify
 
 from helpers import photo
 
