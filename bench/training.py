@@ -33,12 +33,18 @@ from realesr_core import load_model  # noqa: E402
 from realesr_core.degradation import ops  # noqa: E402
 from realesr_core.degradation.pipeline import degrade  # noqa: E402
 from realesr_core.models.archs.discriminator import UNetDiscriminatorSN  # noqa: E402
-from realesr_core.training.data import paired_random_crop  # noqa: E402
-from realesr_core.training.ema import ModelEMA  # noqa: E402
-from realesr_core.training.losses import PerceptualLoss, gan_loss, l1_loss, vgg19_features  # noqa: E402
-from realesr_core.training.pool import TrainingPairPool  # noqa: E402
-from realesr_core.training.step import STAGE_LOSSES, TrainingStep  # noqa: E402
-from realesr_core.training.trainer import training_dtype  # noqa: E402
+from realesr_core.training import (  # noqa: E402
+    ModelEMA,
+    PerceptualLoss,
+    StepOptions,
+    TrainingPairPool,
+    TrainingStep,
+    gan_loss,
+    l1_loss,
+    paired_random_crop,
+    training_dtype,
+    vgg19_features,
+)
 
 DEGRADE_SIDE = 400
 LOOPS = {"plain": "BasicSR-style fp32 eager", "ours": "realesr TrainingStep, defaults"}
@@ -94,10 +100,8 @@ def measure(model: str, loop: str, batch: int, patch: int, steps: int) -> dict:
     if loop == "plain":
         step = PlainStep(generator, perceptual, patch, pool_size=batch * 2)
     else:
-        step = TrainingStep(generator, "realesrgan_x4", weights=STAGE_LOSSES["gan"],
-                            discriminator=UNetDiscriminatorSN(), perceptual=perceptual, lr=1e-4,
-                            pool_size=batch * 2, patch=patch, channels_last=True,
-                            amp_dtype=training_dtype("auto", torch.device("cpu")))
+        options = StepOptions(stage="gan", degradation="realesrgan_x4", lr=1e-4, pool_size=batch * 2, patch=patch)
+        step = TrainingStep(generator, options, discriminator=UNetDiscriminatorSN(), perceptual=perceptual)
     work = ground_truths(steps + 1, batch)
     degrade(work[0], "realesrgan_x4", seed=0)  # warm-up
     start = time.perf_counter()

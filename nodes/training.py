@@ -15,12 +15,18 @@ import torch
 from realesr_core import load_model
 from realesr_core.degradation.pipeline import PRESETS as DEGRADATION_PRESETS
 from realesr_core.errors import RealESRError
-from realesr_core.training import TrainingConfig, train
-from realesr_core.training.data import TrainingImages, find_training_images, load_rgb
-from realesr_core.training.ema import decay_for_run
-from realesr_core.training.history import LossHistory, loss_graph
-from realesr_core.training.losses import vgg19_weights_path
-from realesr_core.training.step import STAGE_LOSSES
+from realesr_core.training import (
+    STAGE_LOSSES,
+    LossHistory,
+    TrainingConfig,
+    TrainingImages,
+    decay_for_run,
+    find_training_images,
+    load_rgb,
+    loss_graph,
+    train,
+    vgg19_weights_path,
+)
 from realesr_core.upscaling.options import PRECISION_CHOICES
 
 from . import comfy_env

@@ -11,12 +11,11 @@ from ..models import ModelDescriptor
 from .common import ProgressBar, model_help
 
 if TYPE_CHECKING:
-    from ..training.config import TrainingConfig
+    from ..training import TrainingConfig
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    from ..training.config import apply_setting, build_config, preset
-    from ..training.trainer import load_generator
+    from ..training import apply_setting, build_config, load_generator, preset
 
     model = load_generator(args.model, args.seed or 0)  # its scale picks the degradation preset
     options = preset("finetune_pairs" if args.lr_dir else "finetune_x4plus")
@@ -36,13 +35,13 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from ..training.config import load_config_file
+    from ..training import load_config_file
 
     return _train(load_config_file(args.config, args.set), args.resume, None)
 
 
 def _train(config: TrainingConfig, resume: bool, model: ModelDescriptor | None) -> int:
-    from ..training.trainer import start_distributed, train
+    from ..training import start_distributed, train
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under torchrun
         start_distributed(int(os.environ.get("LOCAL_RANK", "0")), config.device)

@@ -18,12 +18,12 @@ from torch import nn
 
 from ..errors import RealESRError
 from ..extras import import_extra
+from .config import GAN_KINDS
 
 VGG19_FILE = "vgg19-dcbb9e9d.pth"  # torchvision's VGG19_Weights.IMAGENET1K_V1
 # Pre-ReLU outputs of torchvision's `vgg19().features`, and Real-ESRGAN's weights for them.
 VGG_LAYERS = {"conv1_2": (2, 0.1), "conv2_2": (7, 0.1), "conv3_4": (16, 1.0), "conv4_4": (25, 1.0), "conv5_4": (34, 1.0)}
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-GAN_KINDS = ("vanilla", "hinge", "lsgan")
 # Wang et al. 2003: five scales, an 11-px Gaussian window of sigma 1.5, K1 = 0.01, K2 = 0.03 for data range 1.
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 SSIM_WINDOW, SSIM_SIGMA, SSIM_C1, SSIM_C2 = 11, 1.5, 0.01 ** 2, 0.03 ** 2

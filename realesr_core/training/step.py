@@ -7,24 +7,25 @@ G's adversarial loss and D's fake pass share one D forward: the official step ru
 the same weights (D is stepped after both), so the second forward only repeats spectral norm's power iteration. Each
 network still gets its own backward pass: G's gradient through D leaves D's weights alone, D's fake pass gets its own.
 
-Under torch.distributed (torchrun) G and D train as DistributedDataParallel; the EMA, the pool and the degradation
-draws stay per process, and each rank draws from its own seed."""
+Under torch.distributed (torchrun) G and D train as DistributedDataParallel (`distributed`); the EMA, the pool and
+the degradation draws stay per process, and each rank draws from its own seed."""
 
 from __future__ import annotations
 
 import contextlib
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
 from ..degradation import ops
-from ..degradation.pipeline import DegradationConfig, degrade, get_preset
+from ..degradation.pipeline import degrade
 from ..errors import RealESRError
 from ..imaging import check_images
+from ..upscaling.device import cpu_has_native_bf16
+from . import distributed
+from .config import ConfigError, StepOptions
 from .data import paired_random_crop
 from .ema import ModelEMA
 from .losses import PerceptualLoss, charbonnier_loss, gan_loss, l1_loss, ldl_loss, ms_ssim_loss
@@ -33,76 +34,69 @@ from .pool import TrainingPairPool
 MAX_SKIPPED_IN_A_ROW = 10
 
 
-@dataclass(frozen=True)
-class LossWeights:
-    """Weights of the generator's losses; a weight of 0 leaves that loss out."""
-
-    pixel: float = 1.0
-    charbonnier: float = 0.0
-    perceptual: float = 0.0
-    gan: float = 0.0
-    ldl: float = 0.0
-    ms_ssim: float = 0.0
-
-
-STAGE_LOSSES = {"net": LossWeights(), "gan": LossWeights(perceptual=1.0, gan=0.1)}  # the official two stages
-
-
 class NonFiniteLossError(RealESRError):
     pass
 
 
+def training_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """autocast's dtype: `auto` is bf16 on CUDA cards and CPUs with native bf16, else fp32 (None)."""
+    if precision == "fp16" and device.type != "cuda":
+        raise ConfigError("fp16 training needs a CUDA device (on a CPU use bf16 or fp32)")
+    if precision == "auto":
+        native = torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_native_bf16()
+        return torch.bfloat16 if native else None
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
 class TrainingStep:
     """Holds what one iteration needs (networks, optimisers, EMA, pool, losses) and runs it on a batch of ground
-    truths. Needs a discriminator exactly when the GAN weight is above 0, a perceptual loss when its weight is.
+    truths, as `options` say. Needs a discriminator exactly when the GAN weight is above 0, a perceptual loss when its
+    weight is.
 
-    `patch`: degraded pairs are cropped to it (one random place per batch, as the official step does after degrading
-    400² ground truths). `accumulate`: the batch runs as that many micro-batches whose gradients add up to the whole
-    batch's (less memory; G's update is the same, D's close: spectral norm's power iteration runs once per micro-batch,
-    so each micro-batch meets a slightly different sigma). `amp_dtype`: autocast's dtype (fp16 brings a GradScaler).
-    `grad_clip`: the largest gradient norm of each network (0: no clipping)."""
+    Degraded pairs are cropped to `options.patch` (one random place per batch, as the official step does after
+    degrading 400² ground truths). `accumulate` runs the batch as that many micro-batches whose gradients add up to
+    the whole batch's (less memory; G's update is the same, D's close: spectral norm's power iteration runs once per
+    micro-batch, so each micro-batch meets a slightly different sigma). `precision` picks autocast's dtype (fp16
+    brings a GradScaler); `grad_clip` is the largest gradient norm of each network (0: no clipping)."""
 
-    def __init__(self, generator: nn.Module, degradation: DegradationConfig | str | None, *,
-                 weights: LossWeights = STAGE_LOSSES["net"], discriminator: nn.Module | None = None,
-                 perceptual: PerceptualLoss | None = None, lr: float = 2e-4, discriminator_lr: float = 1e-4,
-                 ema_decay: float = 0.999, pool_size: int = 180, gan_kind: str = "vanilla", seed: int = 0,
-                 milestones: tuple[int, ...] = (), gamma: float = 0.5, sharpen_targets: bool | None = None,
-                 patch: int | None = None, accumulate: int = 1, amp_dtype: torch.dtype | None = None,
-                 grad_clip: float = 0.0, channels_last: bool = False, compile: bool = False) -> None:
-        self.config = get_preset(degradation) if isinstance(degradation, str) else degradation
+    def __init__(self, generator: nn.Module, options: StepOptions | None = None, *,
+                 discriminator: nn.Module | None = None, perceptual: PerceptualLoss | None = None) -> None:
+        self.options = options = options if options is not None else StepOptions()
+        self.degradation = options.degradation_config
         # the official recipe trains on USM-sharpened targets, unless the preset says not to (bicubic fidelity)
-        self.sharpen_targets = (sharpen_targets if sharpen_targets is not None
-                                else self.config is None or self.config.sharpen_input)
+        self.sharpen_targets = self.degradation is None or self.degradation.sharpen_input
+        weights = options.loss_weights
         if (weights.gan > 0) != (discriminator is not None):
             raise RealESRError("a GAN weight above 0 needs a discriminator, and a discriminator needs a GAN weight")
         if weights.perceptual > 0 and perceptual is None:
             raise RealESRError("a perceptual weight above 0 needs a PerceptualLoss (VGG19 weights)")
-        if accumulate < 1:
-            raise RealESRError(f"accumulate must be at least 1, got {accumulate}")
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.memory_format = torch.channels_last if options.channels_last else torch.contiguous_format
         self.generator = generator.train().requires_grad_(True).to(memory_format=self.memory_format)
         if discriminator is not None:
             discriminator.train().requires_grad_(True).to(memory_format=self.memory_format)
         self.discriminator, self.perceptual = discriminator, perceptual
-        self.weights, self.gan_kind, self.seed, self.patch = weights, gan_kind, seed, patch
-        self.accumulate, self.amp_dtype, self.grad_clip = accumulate, amp_dtype, grad_clip
-        self.rank = dist.get_rank() if dist.is_initialized() else 0
+        self.weights, self.gan_kind, self.seed, self.patch = weights, options.gan_kind, options.seed, options.patch
+        self.accumulate, self.grad_clip = options.accumulate, options.grad_clip
+        device = next(generator.parameters()).device
+        self.amp_dtype = training_dtype(options.precision, device)
+        self.rank = distributed.rank()
         # the networks the gradients flow through: DDP wrappers under torchrun (D's spectral-norm vectors follow
         # identical weights on every rank, so its buffers need no broadcast), the modules themselves otherwise
-        self.generator_ddp = _distributed(self.generator, broadcast_buffers=True)
-        self.discriminator_ddp = _distributed(discriminator, broadcast_buffers=False) if discriminator else None
+        self.generator_ddp = distributed.distributed(self.generator, broadcast_buffers=True)
+        self.discriminator_ddp = (distributed.distributed(discriminator, broadcast_buffers=False)
+                                  if discriminator is not None else None)
         self.run_generator: Callable[[torch.Tensor], torch.Tensor] = (
-            torch.compile(self.generator_ddp) if compile else self.generator_ddp)
-        self.optimizer = _adam(generator, lr)
-        self.discriminator_optimizer = _adam(discriminator, discriminator_lr) if discriminator is not None else None
+            torch.compile(self.generator_ddp) if options.compile else self.generator_ddp)
+        self.optimizer = _adam(generator, options.lr)
+        self.discriminator_optimizer = (_adam(discriminator, options.discriminator_lr)
+                                        if discriminator is not None else None)
         # MultiStep, stepped once per trained step (the official milestone equals the run's length: a constant LR)
-        self.schedulers = [torch.optim.lr_scheduler.MultiStepLR(optimizer, list(milestones), gamma)
+        self.schedulers = [torch.optim.lr_scheduler.MultiStepLR(optimizer, list(options.milestones), options.gamma)
                            for optimizer in (self.optimizer, self.discriminator_optimizer) if optimizer is not None]
-        device_type = next(generator.parameters()).device.type
-        self.scaler = torch.amp.GradScaler(device_type, enabled=amp_dtype == torch.float16)
-        self.ema = ModelEMA(generator, ema_decay)
-        self.pool = TrainingPairPool(pool_size, torch.Generator().manual_seed(self._seed_for(0, "pool"))) \
-            if pool_size else None
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
+        self.ema = ModelEMA(generator, options.ema_decay)
+        self.pool = (TrainingPairPool(options.pool_size, torch.Generator().manual_seed(self._seed_for(0, "pool")))
+                     if options.pool_size else None)
         self.skipped_in_a_row = 0
 
     def __call__(self, ground_truths: torch.Tensor, step: int, low: torch.Tensor | None = None) -> dict[str, float]:
@@ -115,10 +109,10 @@ class TrainingStep:
         if low is not None:
             check_images(low, (3,))
             clean = ground_truths.float()
-        elif self.config is None:
+        elif self.degradation is None:
             raise RealESRError("a training step without a degradation preset trains on pairs: give it `low` inputs")
         else:
-            degraded = degrade(ground_truths, self.config, seed=self._seed_for(step, "degradation")).degraded
+            degraded = degrade(ground_truths, self.degradation, seed=self._seed_for(step, "degradation")).degraded
             low, clean = self._crop(degraded, ground_truths.float(), step)
             if self.pool is not None:
                 low, clean = self.pool.exchange(low, clean)
@@ -187,7 +181,7 @@ class TrainingStep:
             self.discriminator_optimizer.zero_grad(set_to_none=True)
         totals: dict[str, float] = {}
         for last, (low_part, target_part) in _micro_batches(self.accumulate, low, target):
-            with _no_sync(self.generator_ddp, last), self._autocast():
+            with distributed.no_sync(self.generator_ddp, last), self._autocast():
                 output = self.run_generator(low_part)
                 if output.shape != target_part.shape:
                     raise RealESRError(
@@ -260,7 +254,7 @@ class TrainingStep:
         """D's real pass (its fake pass ran with G's step) and D's update."""
         totals = {"d_real": 0.0, "d_real_logit": 0.0}
         for last, (real_part,) in _micro_batches(self.accumulate, real):
-            with _no_sync(self.discriminator_ddp, last):
+            with distributed.no_sync(self.discriminator_ddp, last):
                 with self._autocast():
                     logits = self.discriminator_ddp(real_part).float()
                     loss = gan_loss(logits, True, self.gan_kind)
@@ -290,21 +284,6 @@ def _adam(network: nn.Module, lr: float) -> torch.optim.Adam:
     per parameter list (D's update 11 -> 2 ms on this CPU), the same update up to rounding."""
     fused = next(network.parameters()).device.type in ("cpu", "cuda")
     return torch.optim.Adam(network.parameters(), lr=lr, betas=(0.9, 0.99), fused=fused)
-
-
-def _distributed(network: nn.Module, broadcast_buffers: bool) -> nn.Module:
-    if not dist.is_initialized() or dist.get_world_size() == 1:
-        return network
-    device = next(network.parameters()).device
-    device_ids = [device.index] if device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(network, device_ids=device_ids, broadcast_buffers=broadcast_buffers)
-
-
-def _no_sync(network: nn.Module, last: bool) -> contextlib.AbstractContextManager:
-    """DDP reduces gradients only on the last micro-batch; the others accumulate locally."""
-    if last or not isinstance(network, nn.parallel.DistributedDataParallel):
-        return contextlib.nullcontext()
-    return network.no_sync()
 
 
 def _micro_batches(count: int, *batches: torch.Tensor) -> Iterator[tuple[bool, tuple[torch.Tensor, ...]]]:

@@ -16,10 +16,17 @@ from safetensors.torch import load_file
 
 from realesr_core import RealESRError
 from realesr_core.models import load_model
-from realesr_core.training.config import ConfigError, build_config
-from realesr_core.training.data import TrainingImages, find_training_images, load_rgb
-from realesr_core.training.step import NonFiniteLossError
-from realesr_core.training.trainer import TrainingRun, load_generator, train
+from realesr_core.training import (
+    ConfigError,
+    NonFiniteLossError,
+    TrainingImages,
+    TrainingRun,
+    build_config,
+    find_training_images,
+    load_generator,
+    load_rgb,
+    train,
+)
 
 from helpers import photo
 
