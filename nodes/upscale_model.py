@@ -44,7 +44,7 @@ class DuckUpscaleModel:
 
     @torch.inference_mode()
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
-        return upscale(_descriptor_of(self.model), image, tile=10**6, device=image.device,
+        return upscale(_descriptor_of(self.model), image, device=image.device,
                        output_device=image.device, precision="fp32").image
 
 

@@ -17,10 +17,12 @@ from ..media.upscale_file import upscale_image_file
 from ..media.video import VIDEO_SUFFIXES, VideoOptions, upscale_video
 from ..models import ModelDescriptor, load_model, zoo
 from ..upscaling import UpscaleOptions
-from ..upscaling.channels import ALPHA_MODES
 from ..upscaling.device import available_memory
-from ..upscaling.options import DEFAULT_BLEND, DEFAULT_BORDER, DEFAULT_OVERLAP, PRECISION_CHOICES
 from .common import ProgressBar, collect_inputs, model_help
+from .options import add_option_arguments, option_values
+
+TILING_OPTIONS = ["tile", "overlap", "blend", "border", "precision"]
+COMMAND_LINE_OPTIONS = [*TILING_OPTIONS, "outscale", "width", "height", "alpha", "compile"]
 
 
 def output_path(source: Path, output: str | None, several: bool, scale_label: str, suffix: str | None = None) -> Path:
@@ -52,9 +54,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if args.ray is None:
         model.module.to(device)  # our own copy of the model: moved once, not per image
-    options = UpscaleOptions(tile=args.tile, overlap=args.overlap, blend=args.blend, border=args.border,
-                             precision=args.precision, alpha=args.alpha, outscale=args.outscale, width=args.width,
-                             height=args.height, device=device, compile=args.compile)
+    options = UpscaleOptions(device=device, **option_values(args, UpscaleOptions, COMMAND_LINE_OPTIONS))
     sources = collect_inputs(args.input, READABLE_SUFFIXES + VIDEO_SUFFIXES)
     label = f"x{args.outscale:g}" if args.outscale else ("resized" if args.width or args.height else f"x{model.scale}")
     failed: list[Path] = []
@@ -125,19 +125,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     help="image files (PNG, JPEG, WebP, TIFF, BMP, GIF), videos (MP4, MKV, MOV, WebM, AVI) or folders")
     up.add_argument("-o", "--output", help="output file (one input) or directory (default: beside each input)")
     up.add_argument("-m", "--model", default=zoo.DEFAULT_MODEL, help=model_help())
-    up.add_argument("--tile", type=int, default=0, help="tile size in input pixels (0 = from free memory)")
-    up.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, help="context pixels around each tile")
-    up.add_argument("--blend", type=int, default=DEFAULT_BLEND, help="half-width of the cross-fade between tiles")
-    up.add_argument("--border", type=int, default=DEFAULT_BORDER,
-                    help="pixels reflected around the image (0: the network's own edges; ncnn and Real-ESRGAN use 10)")
-    up.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
-                    help="auto: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32")
+    add_option_arguments(up, UpscaleOptions, TILING_OPTIONS)
     size = up.add_mutually_exclusive_group()
-    size.add_argument("-s", "--outscale", type=float, help="output scale factor (e.g. 2 with a x4 model)")
-    size.add_argument("--width", type=int, help="output width (height follows unless --height is given)")
-    up.add_argument("--height", type=int, help="output height (width follows unless --width is given)")
-    up.add_argument("--alpha", default="model", choices=ALPHA_MODES,
-                    help="upscale transparency with the model (as a gray image) or by a smooth resize")
+    add_option_arguments(size, UpscaleOptions, ["outscale", "width"], outscale="-s")
+    add_option_arguments(up, UpscaleOptions, ["height", "alpha"])
     up.add_argument("--bits", default="auto", choices=["auto", "8", "16"],
                     help="output bit depth for PNG and TIFF (auto: as the input)")
     up.add_argument("--quality", type=int, default=95, choices=range(1, 101), metavar="1..100",
@@ -159,7 +150,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     help="write the result tile row by tile row into a tiled TIFF, never holding it in memory "
                          "(chosen by itself when the result would not fit)")
     up.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
-    up.add_argument("--compile", action="store_true", help="torch.compile the model (slow first call)")
+    add_option_arguments(up, UpscaleOptions, ["compile"])
     up.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                     help="spread the work over a Ray cluster (pip install 'realesr[ray]'): alone, a local Ray with this "
                          "machine's CPUs and GPUs; 'auto' or ray://host:port joins a running one. Re-running skips "

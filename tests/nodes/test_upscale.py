@@ -58,7 +58,8 @@ def test_upscale_node_accepts_a_spandrel_style_model(compact) -> None:
 def test_validation_messages() -> None:
     upscale = NODE_CLASS_MAPPINGS["RealESR_Upscale"]
     assert upscale.VALIDATE_INPUTS(tile=0, overlap=32) is True
-    assert "at least 32" in upscale.VALIDATE_INPUTS(tile=8, overlap=32)
+    assert "tile must be 0 (auto) or 16..8192" in upscale.VALIDATE_INPUTS(tile=8, overlap=32)
+    assert "overlap" in upscale.VALIDATE_INPUTS(tile=0, overlap=300)
     save = NODE_CLASS_MAPPINGS["RealESR_SaveModel"]
     assert "relative name" in save.VALIDATE_INPUTS(filename="../../etc/x")
 

@@ -139,7 +139,7 @@ def test_queue_time_checks() -> None:
     assert "no preset 'medium'" in check(codec="libsvtav1", crf=30, preset="medium", tile=0, overlap=32)
     assert "codec must be one of" in check(codec="ffv1", crf=18, preset="medium", tile=0, overlap=32)
     assert "no encoder preset" in check(codec="libx264", crf=18, preset="fastest", tile=0, overlap=32)
-    assert "at least 32" in check(codec="libx264", crf=18, preset="medium", tile=8, overlap=32)
+    assert "tile must be 0 (auto) or 16..8192" in check(codec="libx264", crf=18, preset="medium", tile=8, overlap=32)
 
 
 def test_nvenc_without_an_nvidia_gpu_is_refused_at_queue_time(monkeypatch: pytest.MonkeyPatch) -> None:

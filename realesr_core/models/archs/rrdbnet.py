@@ -170,7 +170,10 @@ class RRDBNet(nn.Module):
         """
         batch, channels, height, width = feat.shape
         out_height, halo = 2 * height, 3
-        rows_per_strip = max(8, STRIP_ELEMENTS // max(1, batch * channels * 2 * width))
+        # On a CPU, strips of STRIP_ELEMENTS (cache and RAM); elsewhere as few as memory needs: a strip holds no
+        # more than the level before it (what peak_elements_per_pixel budgets for), so 4 strips, not hundreds.
+        strip_elements = STRIP_ELEMENTS if feat.device.type == "cpu" else max(STRIP_ELEMENTS, feat.numel())
+        rows_per_strip = max(8, strip_elements // max(1, batch * channels * 2 * width))
 
         def strip(top: int, bottom: int) -> torch.Tensor:
             lo, hi = max(top - halo, 0), min(bottom + halo, out_height)
@@ -180,6 +183,10 @@ class RRDBNet(nn.Module):
             return self._tail(stage)[..., top - lo : bottom - lo, :]
 
         return _in_row_strips(out_height, rows_per_strip, strip)
+
+    def output_layer(self) -> nn.Module:
+        """The last layer, which the engine runs in fp32 where reduced precision would quantise the result."""
+        return self.conv_last
 
     @property
     def conv_up_last(self) -> nn.Conv2d:

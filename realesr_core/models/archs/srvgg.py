@@ -62,6 +62,11 @@ class SRVGGNetCompact(nn.Module):
         """Activation elements alive at the peak of a forward pass, per input pixel (sizes the tiles)."""
         return 3 * self.body[0].out_channels + 3 * self.num_out_ch * self.scale**2
 
+    def output_layer(self) -> nn.Module:
+        """The last layer, which the engine runs in fp32 where reduced precision would quantise the result (its
+        fp32 output also makes the residual addition fp32)."""
+        return self.body[-1]
+
 
 def matches(state: StateDict) -> bool:
     return "body.0.weight" in state and all(re.fullmatch(r"body\.\d+\.(weight|bias)", k) for k in state)
