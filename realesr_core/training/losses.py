@@ -18,7 +18,7 @@ from torch import nn
 
 from ..errors import RealESRError
 from ..extras import import_extra
-from .config import GAN_KINDS
+from .config import GAN_KINDS, MS_SSIM_MIN_SIDE
 
 VGG19_FILE = "vgg19-dcbb9e9d.pth"  # torchvision's VGG19_Weights.IMAGENET1K_V1
 # Pre-ReLU outputs of torchvision's `vgg19().features`, and Real-ESRGAN's weights for them.
@@ -158,10 +158,9 @@ def ssim_terms(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Te
 def ms_ssim_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """1 - MS-SSIM of images in 0..1 (fp32 also under autocast): contrast-structure at four scales, full SSIM at the
     fifth, each clamped to be positive before its exponent so that the product and its gradient stay finite."""
-    smallest = SSIM_WINDOW * 2 ** (len(MS_SSIM_WEIGHTS) - 1)
-    if min(output.shape[-2:]) < smallest:
-        raise RealESRError(f"MS-SSIM needs crops of at least {smallest} px a side (five scales of an {SSIM_WINDOW}-px "
-                           f"window); got {output.shape[-2]}x{output.shape[-1]}")
+    if min(output.shape[-2:]) < MS_SSIM_MIN_SIDE:
+        raise RealESRError(f"MS-SSIM needs crops of at least {MS_SSIM_MIN_SIDE} px a side (five scales of an "
+                           f"{SSIM_WINDOW}-px window); got {output.shape[-2]}x{output.shape[-1]}")
     with torch.autocast(output.device.type, enabled=False):
         x, y = output.float(), target.float()
         score = torch.ones(x.shape[:2], device=x.device)

@@ -114,6 +114,7 @@ class TrainingRun:
                                  discriminator=discriminator and discriminator.to(self.device),
                                  perceptual=perceptual and perceptual.to(self.device))
         self.done = self.checkpoints.resume(config, self.step) if resume else 0
+        self.notes = config.notes(self.paired)  # what the run's rules chose, for the log and metrics.jsonl
 
     # -- checks and construction -------------------------------------------------------------------------------
     def _check_scale_and_patch(self) -> None:
@@ -126,7 +127,7 @@ class TrainingRun:
         multiple = self.descriptor.size_multiple
         if (config.patch // self.scale) % multiple:
             raise ConfigError(f"the low-resolution patch ({config.patch // self.scale}) must be a multiple of "
-                              f"{multiple} for this network")
+                              f"{multiple} for this network: make the patch a multiple of {self.scale * multiple}")
         if not self.paired and config.degrade_size % (self.scale * multiple):
             raise ConfigError(f"degrade_size ({config.degrade_size}) must be a multiple of {self.scale * multiple}")
 
@@ -144,9 +145,12 @@ class TrainingRun:
                                     config.degrade_size)
 
     def _discriminator(self) -> UNetDiscriminatorSN:
-        if self.config.discriminator:
+        if not self.config.discriminator:
+            return UNetDiscriminatorSN(num_feat=self.config.discriminator_feat)
+        try:
             return load_discriminator(self.config.discriminator)
-        return UNetDiscriminatorSN(num_feat=self.config.discriminator_feat)
+        except RealESRError as exc:
+            raise ConfigError(f"the discriminator to start from (--discriminator): {exc}") from exc
 
     def _perceptual(self) -> PerceptualLoss:
         try:
@@ -158,15 +162,17 @@ class TrainingRun:
     def _validation_images(self) -> list[ValidationImage]:
         config, images = self.config, self.images
         if images is not None:
-            return memory_validation_images(images.validation_high, self.scale, low=images.validation_low,
-                                            degradation=self.degradation)
-        return validation_images(config.val_dir, self.scale, lr_dir=config.val_lr_dir or None,
-                                 degradation=self.degradation)
+            return memory_validation_images(images.validation_high, self.scale, self.descriptor.size_multiple,
+                                            low=images.validation_low, degradation=self.degradation)
+        return validation_images(config.val_dir, self.scale, self.descriptor.size_multiple,
+                                 lr_dir=config.val_lr_dir or None, degradation=self.degradation)
 
     # -- the run -----------------------------------------------------------------------------------------------
     def run(self) -> TrainingResult:
-        config, last_values = self.config, None
+        config, last_values, started = self.config, None, self.done
         metrics = MetricsLog(self.output, self.done) if self.rank == 0 else None
+        if metrics is not None:
+            metrics.write_setup(self.done, self.notes)
         batches = self._batches()
         interval: dict[str, list[float]] = {}
         interval_start, interval_steps = time.perf_counter(), 0
@@ -190,6 +196,8 @@ class TrainingRun:
                         seconds = time.perf_counter() - interval_start
                         row.update(last_values, it_per_s=interval_steps / seconds,
                                    skipped=len(interval.get("skipped", [])))
+                        if self.done <= self.step.options.discriminator_warmup:
+                            row["d_warmup"] = True  # G frozen: D trained alone
                         interval, interval_start, interval_steps = {}, time.perf_counter(), 0
                     if self.validation and (self.done % config.val_every == 0 or self.done == config.steps):
                         row["validation"] = self.validate()
@@ -202,7 +210,7 @@ class TrainingRun:
         except NonFiniteLossError:
             raise  # the last checkpoint is the last good one: nothing to save
         except BaseException:
-            if self._healthy():
+            if self._healthy() and self.done > started:
                 self.save()  # work is not lost: a resume continues from here
             raise
         finally:
