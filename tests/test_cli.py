@@ -162,60 +162,6 @@ def test_a_folder_of_images_and_videos_with_one_broken(tmp_path: Path, capsys: p
     assert f"1 of 3 failed: {folder / 'broken.mkv'}" in captured.err
 
 
-def _training_photos(folder: Path) -> Path:
-    folder.mkdir()
-    for name in ("astronaut", "chelsea", "coffee"):
-        Image.fromarray(photo(96, name, 100, 150)).save(folder / f"{name}.png")
-    return folder
-
-
-def test_finetune_a_bundled_model_then_upscale_with_it(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    hr = _training_photos(tmp_path / "hr")
-    quick = ["--steps", "3", "--batch", "2", "--patch", "64", "--precision", "fp32", "--set", "workers=0",
-             "--set", "degrade_size=64", "--set", "pool_size=4"]
-    assert main(["finetune", "realesr-animevideov3", str(hr), "-o", str(tmp_path / "run"), "--loss",
-                 "perceptual=0", *quick]) == 0
-    assert f"trained 3 steps -> {tmp_path / 'run' / 'model.safetensors'}" in capsys.readouterr().out
-    assert main(["upscale", str(hr / "coffee.png"), "-m", str(tmp_path / "run" / "model.safetensors"),
-                 "-o", str(tmp_path / "up.png")]) == 0
-    assert Image.open(tmp_path / "up.png").size == (384, 384)
-    assert main(["finetune", "realesr-animevideov3", str(hr), "-o", str(tmp_path / "run"), "--loss",
-                 "perceptual=0", *quick, "--steps", "4", "--resume"]) == 0
-    assert "trained 4 steps" in capsys.readouterr().out
-
-
-def test_finetune_refuses_bad_input_before_training(tmp_path: Path, capsys: pytest.CaptureFixture,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch-home"))
-    hr = _training_photos(tmp_path / "hr")
-    cases = [
-        (["realesr-animevideov3-x2", str(hr)], "To train without it: --loss perceptual=0"),
-        (["new:srvgg:num_feat=8,scale=2", str(hr), "--stage", "net", "--degradation", "realesrgan_x4"],
-         "makes x4 inputs but the model is x2"),
-        (["realesr-animevideov3-x2", str(tmp_path / "none")], "does not exist"),
-        (["new:srvgg:num_feat=8,scale=2", str(hr), "--stage", "net", "--lr-dir", str(tmp_path)],
-         "has no low-resolution partner"),
-        (["realesr-animevideov3-x2", str(hr), "--stage", "net", "--set", "colour=red"], "unknown option colour"),
-        (["realesr-animevideov3-x2", str(hr), "--stage", "net", "--loss", "vgg=1"], "unknown loss vgg"),
-    ]
-    for arguments, message in cases:
-        assert main(["finetune", *arguments, "-o", str(tmp_path / "run"), "--patch", "64"]) == 2
-        assert message in capsys.readouterr().err
-    assert not (tmp_path / "run" / "state").exists()
-
-
-def test_train_from_a_toml_file_with_overrides(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    hr = _training_photos(tmp_path / "hr")
-    config = tmp_path / "run.toml"
-    config.write_text(f'preset = "bicubic_x2"\nmodel = "new:srvgg:num_feat=8,num_conv=2,scale=2"\nhr_dir = "{hr}"\n'
-                      f'output_dir = "{tmp_path / "out"}"\nbatch = 2\npatch = 32\nworkers = 0\nprecision = "fp32"\n'
-                      f'\n[losses]\ncharbonnier = 1.0\n')
-    assert main(["train", str(config), "--set", "steps=2", "--set", "degrade_size=64"]) == 0
-    assert "trained 2 steps" in capsys.readouterr().out
-    assert main(["train", str(config), "--set", "steps=two"]) == 2
-    assert "steps should be int, got 'two'" in capsys.readouterr().err
-
-
 def test_encoder_settings_ffmpeg_would_refuse_are_named_before_upscaling(tmp_path: Path,
                                                                          capsys: pytest.CaptureFixture) -> None:
     pytest.importorskip("av")

@@ -104,11 +104,15 @@ def _read_pickle(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        # torch's message advises weights_only=False, which we never do; what it found follows "WeightsUnpickler error:"
+        text = str(exc)
+        found = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation")[0] if (
+            "WeightsUnpickler error:" in text) else text.splitlines()[0]
         raise ModelLoadError(
-            f"{path.name} was refused: it is a pickle that needs more than tensors and plain containers "
-            f"(only weights are loaded, never code): {str(exc).splitlines()[0]}"
+            f"{path.name} was refused: it is no pickle of tensors and plain containers, the only kind loaded (never "
+            f"code): {' '.join(found.split())}"
         ) from exc
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
         raise ModelLoadError(f"{path.name} is not a readable PyTorch checkpoint (truncated or damaged?): {exc}") from exc
 
 
