@@ -156,10 +156,11 @@ def _photos(folder: Path, names: tuple[str, ...]) -> Path:
     return folder
 
 
-def _run(root: Path, name: str, stop_after: int | None = None, **options: object) -> list[dict]:
+def _run(args: argparse.Namespace, root: Path, name: str, stop_after: int | None = None,
+         **options: object) -> list[dict]:
     config = build_config({"model": "realesr-animevideov3", "hr_dir": str(root / "hr"), "output_dir": str(root / name),
-                           "losses": {"perceptual": 0.0}, "batch": 4, "patch": 128, "workers": 0, "log_every": 10,
-                           **options})
+                           "losses": {"perceptual": 0.0}, "batch": args.batch, "patch": args.patch,
+                           "degrade_size": args.degrade_size, "workers": 0, "log_every": 10, **options})
     asked = iter(range(10**9))
     train(config, should_stop=None if stop_after is None else lambda: next(asked) >= stop_after)
     return [json.loads(line) for line in (root / name / "metrics.jsonl").read_text().splitlines()]
@@ -172,11 +173,12 @@ def learning(args: argparse.Namespace) -> None:
         root = Path(folder)
         _photos(root / "hr", TRAINING_PHOTOS)
         _photos(root / "val", (HELD_OUT,))
-        runs = {passes: _run(root, passes, steps=args.learning_steps, discriminator_passes=passes,
+        runs = {passes: _run(args, root, passes, steps=args.learning_steps, discriminator_passes=passes,
                              val_dir=str(root / "val"), val_every=args.learning_steps // 3, samples=0)
                 for passes in ("official", "shared")}
-    print(f"GAN stage of realesr-animevideov3 (L1 + GAN, fresh D, warm-up {args.learning_steps // 10} steps), batch 4, "
-          f"patch 128: D's mean real-minus-fake logit over the last 10 steps, and validation PSNR on {HELD_OUT}")
+    print(f"GAN stage of realesr-animevideov3 (L1 + GAN, fresh D, warm-up {args.learning_steps // 10} steps), batch "
+          f"{args.batch}, patch {args.patch} from {args.degrade_size}² degraded: D's mean real-minus-fake logit over the "
+          f"last 10 steps, and validation PSNR on {HELD_OUT}")
     print("| step | official: D gap | shared: D gap | official: PSNR | shared: PSNR | official: it/s | shared: it/s |")
     print("|---|---|---|---|---|---|---|")
     rows = {passes: {row["step"]: row for row in metrics if "setup" not in row} for passes, metrics in runs.items()}
@@ -199,11 +201,12 @@ def warmup(args: argparse.Namespace) -> None:
         root = Path(folder)
         _photos(root / "hr", TRAINING_PHOTOS)
         steps = args.warmup_steps  # a run caps the warm-up at a tenth of it: one ten times as long, stopped early
-        metrics = _run(root, "warmup", stop_after=steps, model="RealESRGAN_x4plus", steps=10 * steps,
+        metrics = _run(args, root, "warmup", stop_after=steps, model="RealESRGAN_x4plus", steps=10 * steps,
                        discriminator_warmup=steps, checkpoint_every=10 * steps)
     rows = [row for row in metrics if "setup" not in row and row.get("d_warmup")]
-    print("A fresh UNetDiscriminatorSN trained alone against RealESRGAN_x4plus (batch 4, patch 128, the official "
-          "degradation, lr 1e-4): mean real-minus-fake logit and D's losses over each 10 steps")
+    print(f"A fresh UNetDiscriminatorSN trained alone against RealESRGAN_x4plus (batch {args.batch}, patch {args.patch} "
+          f"from {args.degrade_size}² degraded by the official pipeline, lr 1e-4): mean real-minus-fake logit and D's "
+          f"losses over each 10 steps")
     print("| step | D gap | l_d_real | l_d_fake |")
     print("|---|---|---|---|")
     for row in rows:
@@ -217,6 +220,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--patch", type=int, default=128)
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--degrade-size", type=int, default=400, help="--learning and --warmup: the degraded side")
     parser.add_argument("--repeats", type=int, default=2, help="processes per row, alternating rows; best kept")
     parser.add_argument("--learning", action="store_true", help="official vs shared D passes over a run")
     parser.add_argument("--learning-steps", type=int, default=300)

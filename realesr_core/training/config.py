@@ -128,8 +128,8 @@ class StepOptions:
                               zero_means="no clipping")
     accumulate: int = option(1, "Micro-batches per step: the same update (G exactly, D closely) with less memory.",
                              minimum=1, maximum=256)
-    precision: str = option("auto", "auto: bf16 autocast on CUDA and on CPUs with native bf16 (losses and VGG in "
-                                    "fp32), else fp32; fp16 (CUDA) adds a gradient scaler.",
+    precision: str = option("auto", "auto: bf16 autocast where the device has it natively (losses and VGG in fp32), "
+                                    "fp16 with a gradient scaler on CUDA cards with fast fp16 but no bf16, else fp32.",
                             choices=TRAINING_PRECISIONS)
     channels_last: bool = option(True, "Train on channels-last tensors (faster with cuDNN and oneDNN).")
     compile: bool = option(False, "torch.compile the generator (slow first steps).")

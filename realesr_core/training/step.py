@@ -112,14 +112,16 @@ class TrainingStep:
     def __call__(self, ground_truths: torch.Tensor, step: int, low: torch.Tensor | None = None) -> dict[str, float]:
         """Trains on `[B, 3, S, S]` ground truths in 0..1, degraded here, or on given `low` inputs (paired data, which
         the official recipe feeds without the pool); the logged values (or `skipped`, naming the loss)."""
-        check_images(ground_truths, (3,))
+        # A NaN in a batch shows as a non-finite loss, skipped by name: no finite check, which would make the host
+        # wait for the device every step.
+        check_images(ground_truths, (3,), finite=False)
         if ground_truths.shape[0] % self.accumulate:
             raise RealESRError(f"a batch of {ground_truths.shape[0]} cannot be split into {self.accumulate} "
                                f"micro-batches: the batch must be a multiple of accumulate")
         if low is not None:
-            check_images(low, (3,))
+            check_images(low, (3,), finite=False)
             clean = ground_truths.float()
-            target = ops.on_colour(clean, ops.usm_sharpen) if self.sharpen_targets else clean
+            target = _sharpened(clean) if self.sharpen_targets else clean
         elif self.degradation is None:
             raise RealESRError("a training step without a degradation preset trains on pairs: give it `low` inputs")
         else:
@@ -180,7 +182,7 @@ class TrainingStep:
         high = ground_truths.float()
         degradation = self.degradation
         if self.sharpen_before_crop:  # the ESRNet stage: the pool trades sharpened targets, nothing sharpens again
-            high = ops.on_colour(high, ops.usm_sharpen)
+            high = _sharpened(high)
             degradation = dataclasses.replace(degradation, sharpen_input=False)  # the pipeline would sharpen again
         degraded = degrade(high, degradation, seed=self._seed_for(step, "degradation"),
                            batch_draws=self.options.degradation_draws == "batch").degraded
@@ -189,7 +191,7 @@ class TrainingStep:
             low, high = self.pool.exchange(low, high)
         if self.sharpen_before_crop or not self.sharpen_targets:
             return low, high, high
-        return low, high, ops.on_colour(high, ops.usm_sharpen)
+        return low, high, _sharpened(high)
 
     def _crop(self, low: torch.Tensor, high: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         if self.patch == high.shape[-1] == high.shape[-2]:
@@ -209,7 +211,7 @@ class TrainingStep:
         self.optimizer.zero_grad(set_to_none=True)
         if self.discriminator is not None:
             self.discriminator_optimizer.zero_grad(set_to_none=True)
-        totals: dict[str, float] = {"lr": self.optimizer.param_groups[0]["lr"]}
+        totals: dict[str, float | torch.Tensor] = {"lr": self.optimizer.param_groups[0]["lr"]}
         outputs = []
         # G's GAN loss moves G only: the official step freezes D for it; shared passes keep D's graph for the fake pass
         frozen = self.discriminator if self.options.discriminator_passes == "official" else None
@@ -226,7 +228,7 @@ class TrainingStep:
                 if not train:
                     continue
                 losses, shared_fake = self._generator_losses(low_part, output, target_part)
-            values = {name: loss.item() for name, loss in losses.items()}
+            values = read_all({name: loss.detach() for name, loss in losses.items()})  # one host wait
             bad = next((name for name, value in values.items() if not math.isfinite(value)), None)
             if bad is not None:
                 return self._skip(bad), None
@@ -237,7 +239,7 @@ class TrainingStep:
                 totals[name] = totals.get(name, 0.0) + value / self.accumulate
         if train:
             self._optimizer_step(self.optimizer, self.generator)
-        return totals, torch.cat(outputs)
+        return read_all(totals), torch.cat(outputs)
 
     def _generator_backward(self, losses: dict[str, torch.Tensor], output: torch.Tensor,
                             shared_fake: tuple[torch.Tensor, torch.Tensor] | None) -> None:
@@ -261,7 +263,7 @@ class TrainingStep:
         loss = gan_loss(logits, False, self.gan_kind)
         torch.autograd.backward(self.scaler.scale(loss / self.accumulate),
                                 inputs=list(self.discriminator.parameters()))
-        return {"d_fake": loss.item(), "d_fake_logit": logits.mean().item()}
+        return {"d_fake": loss.detach(), "d_fake_logit": logits.mean().detach()}  # read with the step's other values
 
     def _generator_losses(self, low: torch.Tensor, output: torch.Tensor, target: torch.Tensor
                           ) -> tuple[dict[str, torch.Tensor], tuple[torch.Tensor, torch.Tensor] | None]:
@@ -297,7 +299,7 @@ class TrainingStep:
         """D's real pass, then its fake pass on G's outputs `fakes` (None: it ran with G's step), each with its own
         backward, and D's update."""
         passes = [("real", real, True)] + ([("fake", fakes, False)] if fakes is not None else [])
-        totals: dict[str, float] = {}
+        totals: dict[str, float | torch.Tensor] = {}
         for last, parts in _micro_batches(self.accumulate, *(images for _, images, _ in passes)):
             with distributed.no_sync(self.discriminator_ddp, last):
                 for (name, _, is_real), images in zip(passes, parts, strict=True):
@@ -305,11 +307,11 @@ class TrainingStep:
                         logits = self.discriminator_ddp(images.contiguous(memory_format=self.memory_format)).float()
                         loss = gan_loss(logits, is_real, self.gan_kind)
                     self.scaler.scale(loss / self.accumulate).backward()
-                    totals[f"d_{name}"] = totals.get(f"d_{name}", 0.0) + loss.item() / self.accumulate
+                    totals[f"d_{name}"] = totals.get(f"d_{name}", 0.0) + loss.detach() / self.accumulate
                     totals[f"d_{name}_logit"] = (totals.get(f"d_{name}_logit", 0.0)
-                                                 + logits.mean().item() / self.accumulate)
+                                                 + logits.mean().detach() / self.accumulate)
         self._optimizer_step(self.discriminator_optimizer, self.discriminator)
-        return totals
+        return read_all(totals)
 
     def _optimizer_step(self, optimizer: torch.optim.Optimizer, network: nn.Module) -> None:
         if self.grad_clip:
@@ -324,6 +326,21 @@ class TrainingStep:
             raise NonFiniteLossError(f"the {loss_name} loss was not finite {self.skipped_in_a_row} steps in a row; "
                                      f"training stopped (lower the learning rate, or check the data for NaNs)")
         return {"skipped": loss_name}
+
+
+def _sharpened(images: torch.Tensor) -> torch.Tensor:
+    """USM-sharpened RGB targets in 0..1 (`ops.on_colour` without its checks: the step checked the batch)."""
+    return ops.usm_sharpen(images).clamp(0, 1)
+
+
+def read_all(values: dict[str, torch.Tensor | float]) -> dict[str, float]:
+    """The logged values as floats, the tensors among them read from the device in one transfer (a `.item()` each
+    would make the host wait for the device once per value: ten times a step)."""
+    tensors = {name: value for name, value in values.items() if isinstance(value, torch.Tensor)}
+    if not tensors:
+        return dict(values)
+    read = torch.stack([t.float().reshape(()) for t in tensors.values()]).tolist()
+    return {**values, **dict(zip(tensors, read, strict=True))}
 
 
 def _adam(network: nn.Module, lr: float) -> torch.optim.Adam:

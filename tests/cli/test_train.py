@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from realesr_core.cli import main
+from realesr_core.models import zoo
 
 from helpers import photo
 
@@ -75,6 +76,11 @@ def test_a_file_that_is_no_model_and_a_patch_the_discriminator_cannot_take_are_n
         err = capsys.readouterr().err
         assert f"MODEL {tmp_path / 'notes.pth'}: notes.pth {said}" in err, err
         assert "MODEL is a bundled name, a model file" in err and "weights_only" not in err
+    if "RealESRGAN_x2plus" not in zoo.bundled_models()[0]:  # no package ships it: its official file's path
+        assert main(["finetune", "RealESRGAN_x2plus", str(hr), "-o", str(tmp_path / "run")]) == 2
+        err = capsys.readouterr().err
+        assert "MODEL RealESRGAN_x2plus: its weights are not installed here; give the path of the official " \
+               "RealESRGAN_x2plus.pth (67,061,725 bytes) as MODEL" in err and "upscale_models" not in err
     assert main(["finetune", "realesr-animevideov3", str(hr), "-o", str(tmp_path / "run"), "--patch", "60"]) == 2
     assert "the patch (60) must be a multiple of 8: the discriminator halves it three times" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()

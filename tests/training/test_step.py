@@ -158,7 +158,7 @@ def test_resuming_from_the_state_is_bit_identical_to_an_uninterrupted_run(compac
         for key, value in theirs.state_dict().items():
             assert torch.equal(ours.state_dict()[key], value), (name, key)
     with pytest.raises(RealESRError, match="with a discriminator; resume it with the same stage"):
-        TrainingStep(copy.deepcopy(compact.module).float()).load_state_dict(first_half.state_dict())
+        TrainingStep(copy.deepcopy(compact.module).float(), _options()).load_state_dict(first_half.state_dict())
 
 
 def test_multistep_schedule_halves_both_learning_rates_at_each_milestone(tiny_srvgg) -> None:
@@ -189,8 +189,8 @@ def test_bad_batches_are_clear_errors_before_any_update(tiny_srvgg) -> None:
     high = to_tensor(photo(64)).repeat(2, 1, 1, 1)
     with pytest.raises(RealESRError, match=r"made \[2, 3, 128, 128\] from inputs \[2, 3, 32, 32\], but the targets"):
         step(high, 0, low=F.interpolate(high, scale_factor=0.5, mode="area"))  # a x2 pair for a x4 network
-    with pytest.raises(RealESRError, match="NaN"):
-        step(high, 0, low=torch.full((2, 3, 16, 16), float("nan")))
+    # a NaN batch is not read on the host before the step (a device wait every step): its loss names it, no update
+    assert step(high, 0, low=torch.full((2, 3, 16, 16), float("nan"))) == {"skipped": "pixel"}
     with pytest.raises(RealESRError, match="empty"):
         step(high[:0], 0, low=high[:0, :, :16, :16])
     with pytest.raises(RealESRError, match=r"expected 3 \(RGB\) channels, got 4"):
@@ -229,7 +229,7 @@ def test_accumulated_micro_batches_give_the_whole_batch_update(tiny_srvgg) -> No
 
 def test_gradient_clipping_bounds_the_update(tiny_srvgg) -> None:
     high, low = _paired_batch()
-    free, clipped = _paired_step(tiny_srvgg), _paired_step(tiny_srvgg, grad_clip=1e-9)
+    free, clipped = _paired_step(tiny_srvgg), _paired_step(tiny_srvgg, grad_clip=1e-6)
     free(high, 0, low=low)
     clipped(high, 0, low=low)
     start = tiny_srvgg.state_dict()
@@ -265,8 +265,8 @@ def test_the_discriminator_warms_up_alone_with_g_frozen(tiny_srvgg) -> None:
 
 def test_official_and_shared_discriminator_passes(tiny_srvgg) -> None:
     """The official step runs D three times (G's GAN loss with D frozen, real, fake); the shared one takes the fake
-    logits from G's forward. The first step matches (the same weights, the same sigma in every forward: the fake
-    pass comes first in the shared order and spectral norm's vectors are fresh), the second no longer does."""
+    logits from G's forward, so spectral norm's power iteration advances twice a step instead of three times and
+    each pass meets another sigma: D learns differently (tests/training/test_basicsr_reference.py has by how much)."""
     high, low = _paired_batch()
     official, shared = _paired_step(tiny_srvgg), _paired_step(tiny_srvgg, discriminator_passes="shared")
     forwards = []
