@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -13,6 +13,8 @@ from realesr_core import (
     PRETRAINED,
     ModelDescriptor,
     ModelLoadError,
+    RealESRError,
+    UpscaleCancelled,
     UpscaleOptions,
     interpolate_models,
     load_model,
@@ -51,10 +53,12 @@ TILING_INPUTS = {
 
 
 class LoadModel:
-    DESCRIPTION = ("Loads an upscale model: any file in models/upscale_models (ESRGAN, Real-ESRGAN, BSRGAN, RealSR, "
-                   "Compact; .safetensors or .pth) or an official Real-ESRGAN model by name, from the weights package "
-                   "requirements.txt installs or from the official release file in models/upscale_models (any name). "
-                   "The output works with ComfyUI's own 'Upscale Image (using Model)' too.")
+    DESCRIPTION = ("Loads an upscale model: any file in models/upscale_models (ESRGAN, Real-ESRGAN, BSRGAN, RealSR and "
+                   "Compact with our networks; SwinIR, HAT, DAT, SPAN, RealCUGAN and every other architecture that "
+                   "ComfyUI's own loader reads, through spandrel) or an official Real-ESRGAN model by name, from the "
+                   "weights package requirements.txt installs or from the official release file in "
+                   "models/upscale_models (any name). The output works with ComfyUI's own 'Upscale Image (using "
+                   "Model)' too.")
     CATEGORY = "model/loaders"
     FUNCTION = "load"
     RETURN_TYPES = ("UPSCALE_MODEL",)
@@ -132,18 +136,35 @@ class Upscale:
         alpha = _alpha_from_mask(mask, colour)
         if alpha is not None:
             colour = torch.cat([colour, alpha], 1)
-        bar = comfy_env.progress_bar(1)
-        progress = (lambda done, total: bar.update_absolute(done, total)) if bar is not None else None
         with model_on_device(upscale_model, colour, tile=tile, overlap=overlap, precision=precision,
                              alpha=alpha_mode, output_device=comfy_env.intermediate_device(),
                              output_dtype=comfy_env.intermediate_dtype(),
                              **_size_options(size_mode, factor, size, colour.shape[-2:])) as (model, options):
-            result = upscale(model, colour, options, progress=progress)
+            with cancelled_as_comfyui():
+                result = upscale(model, colour, options, progress=progress_for_comfyui(),
+                                 cancel=comfy_env.processing_interrupted)
         out = result.image
         if alpha is not None:
             return _bhwc(out[:, :3]).contiguous(), 1.0 - out[:, 3]
         no_mask = torch.zeros(1, *out.shape[-2:], dtype=out.dtype, device=out.device).expand(out.shape[0], -1, -1)
         return _bhwc(out), no_mask
+
+
+def progress_for_comfyui() -> Callable[[int, int], None] | None:
+    """The engine's progress, shown on ComfyUI's progress bar (whose hook also raises on Cancel)."""
+    bar = comfy_env.progress_bar(1)
+    return (lambda done, total: bar.update_absolute(done, total)) if bar is not None else None
+
+
+@contextlib.contextmanager
+def cancelled_as_comfyui() -> Iterator[None]:
+    """The engine stops at its next check once Cancel is pressed; ComfyUI then gets its own interruption, so the
+    prompt ends as cancelled (no output, no error) rather than failed."""
+    try:
+        yield
+    except UpscaleCancelled:
+        comfy_env.raise_if_interrupted()
+        raise
 
 
 def check_tiling(tile: int, overlap: int) -> bool | str:
@@ -164,6 +185,7 @@ def model_on_device(upscale_model: Any, image: torch.Tensor, precision: str,
     model = describe(engine_model(upscale_model))
     patcher = getattr(upscale_model, "patcher", None)
     device = patcher.load_device if patcher is not None else comfy_env.torch_device()
+    check_precision(model, precision)
     if precision == "auto":
         precision = comfy_env.gpu_precision(device, model.supports_fp16, model.supports_bf16) or "auto"
     options = UpscaleOptions(precision=precision, device=device, **option_values)
@@ -180,6 +202,15 @@ def model_on_device(upscale_model: Any, image: torch.Tensor, precision: str,
     finally:
         if patcher is None:  # nobody else will offload it
             module.to(comfy_env.offload_device())
+
+
+def check_precision(model: ModelDescriptor, precision: str) -> None:
+    """A precision the model's architecture does not support is refused with the ones it does (auto only ever
+    picks those)."""
+    supported = {"fp16": model.supports_fp16, "bf16": model.supports_bf16}
+    if not supported.get(precision, True):
+        usable = ", ".join(name for name in PRECISION_CHOICES if supported.get(name, True))
+        raise RealESRError(f"{model.architecture} models do not support {precision}: choose {usable}")
 
 
 def _alpha_from_mask(mask: torch.Tensor | None, image: torch.Tensor) -> torch.Tensor | None:
