@@ -209,8 +209,9 @@ def check_precision(model: ModelDescriptor, precision: str) -> None:
     picks those)."""
     supported = {"fp16": model.supports_fp16, "bf16": model.supports_bf16}
     if not supported.get(precision, True):
-        usable = ", ".join(name for name in PRECISION_CHOICES if supported.get(name, True))
-        raise RealESRError(f"{model.architecture} models do not support {precision}: choose {usable}")
+        *others, last = (name for name in PRECISION_CHOICES if supported.get(name, True))
+        raise RealESRError(f"{model.architecture} models do not support {precision}: choose {', '.join(others)} or "
+                           f"{last}")
 
 
 def _alpha_from_mask(mask: torch.Tensor | None, image: torch.Tensor) -> torch.Tensor | None:
