@@ -5,9 +5,12 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 
 from realesr_core import (
     PRETRAINED,
@@ -264,7 +267,8 @@ class ModelBlend:
 
 class SaveModel:
     DESCRIPTION = ("Saves an upscale model as canonical safetensors (architecture in the metadata) into "
-                   "models/upscale_models, where every loader finds it. Never overwrites: a number is added.")
+                   "models/upscale_models, where every loader finds it. Never overwrites: a number is added, unless "
+                   "the file there already holds exactly these weights (a workflow run again saves nothing new).")
     CATEGORY = "advanced/model_merging"
     FUNCTION = "save"
     RETURN_TYPES = ()
@@ -273,7 +277,7 @@ class SaveModel:
     @classmethod
     def INPUT_TYPES(cls) -> dict:
         return {"required": {
-            "upscale_model": ("UPSCALE_MODEL", {"tooltip": "A Real-ESRGAN / ESRGAN / Compact model to save."}),
+            "upscale_model": ("UPSCALE_MODEL", {"tooltip": "Any upscale model, ours or ComfyUI's loader's."}),
             "filename": ("STRING", {"default": "realesr_model", "tooltip": (
                 "File name inside models/upscale_models, without extension; subfolders with '/'.")}),
         }}
@@ -285,11 +289,26 @@ class SaveModel:
         return True
 
     def save(self, upscale_model: Any, filename: str) -> dict:
+        descriptor = realesr_descriptor(upscale_model)
         folder = comfy_env.model_save_folder()
         target = folder / f"{filename.strip()}.safetensors"
         counter = 1
         while target.exists():
+            if _holds_weights(target, descriptor):
+                return {"ui": {"text": [f"{target} (already there, unchanged)"]}}
             target = folder / f"{filename.strip()}_{counter:03d}.safetensors"
             counter += 1
-        path = save_model(realesr_descriptor(upscale_model), target)
+        path = save_model(descriptor, target)
         return {"ui": {"text": [str(path)]}}
+
+
+def _holds_weights(path: Path, descriptor: ModelDescriptor) -> bool:
+    """Whether the safetensors file at `path` holds exactly the descriptor's weights (names, shapes and values)."""
+    try:
+        saved = load_file(str(path))
+    except (OSError, SafetensorError):
+        return False
+    ours = descriptor.state_dict()
+    return saved.keys() == ours.keys() and all(
+        saved[k].shape == ours[k].shape and torch.equal(saved[k], ours[k].detach().to("cpu", saved[k].dtype))
+        for k in ours)

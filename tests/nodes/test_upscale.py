@@ -12,6 +12,7 @@ import torch
 from nodes import NODE_CLASS_MAPPINGS
 from nodes.upscale_model import engine_model, to_upscale_model
 from realesr_core import RealESRError, load_model
+from realesr_core.models import new_model
 
 from helpers import SPANDREL_ARCHITECTURES, bhwc, spandrel_model, spandrel_network
 
@@ -73,8 +74,14 @@ def test_blend_and_save(compact, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert engine_model(blended).hyperparameters["num_conv"] == 16
     saver = NODE_CLASS_MAPPINGS["RealESR_SaveModel"]()
     first = Path(saver.save(blended, "mine/blend")["ui"]["text"][0])
-    second = Path(saver.save(blended, "mine/blend")["ui"]["text"][0])
-    assert first.name == "blend.safetensors" and second.name == "blend_001.safetensors"
+    again = saver.save(blended, "mine/blend")["ui"]["text"][0]  # a workflow run again
+    fresh = to_upscale_model(new_model("srvgg", **{k: compact.hyperparameters[k] for k in ("num_feat", "num_conv")},
+                                       scale=4))
+    (other,) = NODE_CLASS_MAPPINGS["RealESR_ModelBlend"]().blend(a, fresh, 0.5)
+    second = Path(saver.save(other, "mine/blend")["ui"]["text"][0])
+    assert first.name == "blend.safetensors" and again == f"{first} (already there, unchanged)"
+    assert second.name == "blend_001.safetensors" and sorted(p.name for p in first.parent.iterdir()) == [
+        "blend.safetensors", "blend_001.safetensors"]
     assert load_model(second).scale == 4
 
 
