@@ -26,10 +26,10 @@ from realesr_core import (
 )
 from realesr_core.models import describe, zoo
 from realesr_core.upscaling import memory_required
-from realesr_core.upscaling.channels import ALPHA_MODES
-from realesr_core.upscaling.options import DEFAULT_OVERLAP, PRECISION_CHOICES
+from realesr_core.upscaling.options import PRECISION_CHOICES
 
 from . import comfy_env
+from .options import check_option_values, option_input
 from .upscale_model import engine_model, realesr_descriptor, to_upscale_model
 
 SIZE_MODES = ["model scale", "factor", "width", "height", "longest side"]
@@ -45,13 +45,11 @@ def _bhwc(image: torch.Tensor) -> torch.Tensor:
 
 # The tile, overlap and precision widgets of every upscaling node, checked at queue time by check_tiling.
 TILING_INPUTS = {
-    "tile": ("INT", {"default": 0, "min": 0, "max": 4096, "step": 8, "tooltip": (
-        "Tile size in input pixels; 0 picks the largest that fits in free memory.")}),
-    "overlap": ("INT", {"default": DEFAULT_OVERLAP, "min": 0, "max": 256, "step": 4, "tooltip": (
-        "Context pixels each tile sees beyond its own area; more means more seamless and slower.")}),
-    "precision": (list(PRECISION_CHOICES), {"default": "auto", "tooltip": (
-        "auto: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32. Tiles that come out NaN or "
-        "black in reduced precision are re-run in fp32.")}),
+    "tile": option_input(UpscaleOptions, "tile"),
+    "overlap": option_input(UpscaleOptions, "overlap"),
+    "precision": option_input(UpscaleOptions, "precision", tooltip_note=(
+        "In ComfyUI, auto on a GPU is ComfyUI's own choice for the card (its --force-fp16 / --force-fp32 flags "
+        "count).")),
 }
 
 
@@ -121,8 +119,7 @@ class Upscale:
                 "size": ("INT", {"default": 1920, "min": 8, "max": 16384, "step": 8,
                                  "tooltip": "Output width, height or longest side in pixels, per size_mode."}),
                 **TILING_INPUTS,
-                "alpha_mode": (list(ALPHA_MODES), {"default": "model", "tooltip": (
-                    "How transparency is upscaled: through the model as a gray image, or by a smooth resize.")}),
+                "alpha_mode": option_input(UpscaleOptions, "alpha"),
             },
             "optional": {
                 "mask": ("MASK", {"tooltip": "Transparency (1 = transparent), as LoadImage outputs it."}),
@@ -171,12 +168,8 @@ def cancelled_as_comfyui() -> Iterator[None]:
 
 
 def check_tiling(tile: int, overlap: int) -> bool | str:
-    """The queue-time check of the tile and overlap inputs every upscaling node has."""
-    if tile != 0 and tile < 32:
-        return f"tile must be 0 (auto) or at least 32 pixels, got {tile}"
-    if not 0 <= overlap <= 256:
-        return f"overlap must be within 0..256, got {overlap}"
-    return True
+    """The queue-time check of the tile and overlap inputs every upscaling node has: the library's own rule."""
+    return check_option_values(UpscaleOptions, tile=tile, overlap=overlap)
 
 
 @contextlib.contextmanager

@@ -36,7 +36,7 @@ class DuckUpscaleModel:
 
     @torch.inference_mode()
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
-        return upscale(engine_model(self), image, tile=10**6, device=image.device, output_device=image.device,
+        return upscale(engine_model(self), image, device=image.device, output_device=image.device,
                        precision="fp32").image
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from realesr_core import RealESRError
-from realesr_core.media.video import (
+from realesr_core.media import (
     SVT_AV1_PRESETS,
     X26X_PRESETS,
     VideoOptions,

@@ -133,3 +133,30 @@ def make_clip(path: Path, frames: int = 10, audio: bool = True, ten_bit: bool = 
             for packet in [*sound.encode(samples), *sound.encode(None)]:
                 out.mux(packet)
     return path
+
+
+def unshuffled_x4plus(x4plus: object, scale: int) -> object:
+    """A pixel-unshuffled RRDBNet (x2 or x1) with real weights: RealESRGAN_x4plus's, its first conv spread evenly
+    over the unshuffled channels (each sees its block's mean), as BasicSR starts x2plus from x4plus's weights."""
+    from realesr_core import load_model
+
+    factor = 4 // scale
+    state = dict(x4plus.state_dict())
+    state["conv_first.weight"] = state["conv_first.weight"].repeat_interleave(factor**2, dim=1) / factor**2
+    return load_model(state)
+
+
+def fine_tuned(model: str, folder: Path, steps: int = 3) -> Path:
+    """A training run's model.safetensors: `model` fine-tuned (L1 stage) for a few steps on two real photos, so its
+    weights are its own and no longer the official fp16 values."""
+    from PIL import Image
+
+    from realesr_core.training import build_config, train
+
+    (folder / "hr").mkdir(parents=True, exist_ok=True)
+    for name in ("astronaut", "coffee"):
+        Image.fromarray(photo(96, name, 50, 150)).save(folder / "hr" / f"{name}.png")
+    config = build_config(dict(model=model, hr_dir=str(folder / "hr"), output_dir=str(folder / "run"), stage="net",
+                               patch=64, degrade_size=96, batch=2, pool_size=0, steps=steps, lr=1e-3, workers=0,
+                               precision="fp32", checkpoint_every=steps, log_every=steps))
+    return train(config).model_path

@@ -7,7 +7,7 @@ architecture and hyper-parameters in their metadata and skip detection.
 from __future__ import annotations
 
 from ..errors import ModelLoadError
-from .archs import rrdbnet, srvgg
+from .detect import rrdbnet, srvgg
 from .spec import ArchitectureSpec, Hyperparameters, StateDict
 
 SPECS: dict[str, ArchitectureSpec] = {spec.name: spec for spec in (rrdbnet.SPEC, srvgg.SPEC)}

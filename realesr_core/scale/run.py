@@ -8,7 +8,6 @@ their units are done, retries what failed once, and reports what still fails. It
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -23,10 +22,9 @@ from typing import Any
 from ..errors import RealESRError
 from ..extras import import_extra
 from ..files import remove_temporaries
-from ..media.images import image_shape
-from ..media.video import VIDEO_SUFFIXES, VideoOptions, plan_video
-from ..models import ModelDescriptor, zoo
-from ..upscaling import UpscaleOptions
+from ..jobs import TILED, VIDEO, PlannedFile, UpscalePlan
+from ..media.video import plan_video
+from ..models import ModelDescriptor
 from .units import Item, Job, Manifest, Unit, huge_item, image_item, item_key, video_item
 
 RETRIES = 1  # a failed unit runs once more before it is reported
@@ -89,35 +87,27 @@ def plan_pool(device: str | None, workers: int | None) -> WorkerPool:
     return WorkerPool(workers, max(1, min(min(cpus_per_node), sum(cpus_per_node) // workers)), 0)
 
 
-def upscale_on_ray(model: ModelDescriptor, sources: list[Path], args: argparse.Namespace, options: UpscaleOptions,
-                   video: VideoOptions, label: str) -> int:
-    """The `upscale` command on Ray, with the options the command line parsed; returns its exit status."""
-    from ..cli.upscale import output_path, video_output_path
-
-    job = Job(model=str(Path(args.model).resolve()) if Path(args.model).is_file() else args.model,
-              options=replace(options, device=None), video=replace(video, resume=True),
-              bits=None if args.bits == "auto" else int(args.bits), quality=args.quality, max_pixels=args.max_pixels,
-              device=args.device, cache_dir=str(zoo.cache_dir().resolve()))
-    several = len(sources) > 1
-    sources = [source.resolve() for source in sources]
-    targets = {}
-    for source in sources:
-        if source.suffix.lower() in VIDEO_SUFFIXES:
-            targets[source] = video_output_path(source, args.output, several, label).resolve()
-        else:
-            targets[source] = output_path(source, args.output, several, label).resolve()
-    manifest = Manifest(Path(os.path.commonpath([target.parent for target in targets.values()])))
+def upscale_on_ray(model: ModelDescriptor, plan: UpscalePlan, job: Job, address: str, workers: int | None) -> int:
+    """The `upscale` command on Ray: the job's plan (`jobs.plan_upscale`) run on the cluster at `address` by
+    `workers` upscalers (None: as the cluster allows); returns the command's exit status."""
+    job = replace(job, video=replace(job.video, resume=True))
+    planned = [replace(entry, source=entry.source.resolve(),
+                       target=entry.target.resolve() if entry.target is not None else None) for entry in list(plan)]
+    targets = [entry.target for entry in planned if entry.target is not None] or [Path.cwd()]
+    manifest = Manifest(Path(os.path.commonpath([target.parent for target in targets])))
     started = time.perf_counter()
-    started_ray = connect(args.ray)
+    started_ray = connect(address)
     try:
-        pool = plan_pool(args.device, args.ray_workers)
+        pool = plan_pool(job.device, workers)
         ready = time.perf_counter() - started
         items, skipped, failures = [], 0, []
-        for source in sources:
+        for entry in planned:
             try:
-                item = _plan_item(model, source, targets[source], job, args, several, label, manifest)
+                if entry.problem:
+                    raise RealESRError(entry.problem)
+                item = _plan_item(model, entry, job, manifest)
             except RealESRError as exc:
-                failures.append(_failure(manifest, source, targets[source], job, str(exc)))
+                failures.append(_failure(manifest, entry.source, entry.target, job, str(exc)))
                 continue
             if item is None:
                 skipped += 1
@@ -132,29 +122,25 @@ def upscale_on_ray(model: ModelDescriptor, sources: list[Path], args: argparse.N
           f"{time.perf_counter() - started:.1f} s ({pool.workers} worker(s); cluster ready in {ready:.1f} s)")
     for failure in failures:
         print(f"realesr: error: {failure['path']}: {failure['error']}", file=sys.stderr)
+    if summary := plan.skipped.summary():
+        print(f"realesr: {summary}", file=sys.stderr)
     return 1 if failures else 0
 
 
-def _plan_item(model: ModelDescriptor, source: Path, target: Path, job: Job, args: argparse.Namespace, several: bool,
-               label: str, manifest: Manifest) -> Item | None:
-    """The item for `source`, or None when an earlier run of the same job made it. An image whose result would not
-    fit in memory (or with --stream) is cut into tile rows and written as a tiled TIFF, as without Ray."""
-    from ..cli.upscale import must_stream, output_path
-
-    if source.suffix.lower() in VIDEO_SUFFIXES:
-        key = item_key(source, target, job)
-        return None if manifest.done(key, target) else video_item(plan_video(model, source, target, job.options,
-                                                                             job.video), key)
-    height, width, channels = image_shape(source, job.max_pixels)
-    if must_stream(height, width, channels, model.scale, args.stream):
-        target = output_path(source, args.output, several, label, ".tif").resolve()
-        key = item_key(source, target, job)
-        return None if manifest.done(key, target) else huge_item(model, source, target, job, key)
-    key = item_key(source, target, job)
-    return None if manifest.done(key, target) else image_item(source, target, key)
+def _plan_item(model: ModelDescriptor, entry: PlannedFile, job: Job, manifest: Manifest) -> Item | None:
+    """The item for a planned input, or None when an earlier run of the same job made it. An image whose result
+    would not fit in memory (or with --stream) is cut into tile rows and written as a tiled TIFF, as without Ray."""
+    key = item_key(entry.source, entry.target, job)
+    if manifest.done(key, entry.target):
+        return None
+    if entry.how == VIDEO:
+        return video_item(plan_video(model, entry.source, entry.target, job.options, job.video), key)
+    if entry.how == TILED:
+        return huge_item(model, entry.source, entry.target, job, key)
+    return image_item(entry.source, entry.target, key)
 
 
-def _failure(manifest: Manifest, source: Path, target: Path, job: Job, error: str) -> dict[str, Any]:
+def _failure(manifest: Manifest, source: Path, target: Path | None, job: Job, error: str) -> dict[str, Any]:
     """A source that could not even be planned (unreadable header, not a video): reported like a failed unit."""
     status = {"path": str(source), "target": str(target), "ok": False, "seconds": 0.0, "error": error}
     manifest.add(item_key(source, target, job), status)

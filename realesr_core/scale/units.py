@@ -13,38 +13,18 @@ import hashlib
 import json
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..jobs import UpscaleJob as Job  # what every worker needs: the same for all units
 from ..media.huge import TileRowPlan, plan_tile_rows, upscale_tile_row, write_tile_rows
 from ..media.images import read_image
 from ..media.upscale_file import upscale_image_file
-from ..media.video import VideoOptions, VideoPlan, join_segments, write_segment
+from ..media.video import VideoPlan, join_segments, write_segment
 from ..upscaling import UpscaleOptions
 
 MANIFEST_NAME = ".realesr-ray-manifest.jsonl"
-
-
-@dataclass(frozen=True)
-class Job:
-    """What every worker needs, the same for all units: the model (a bundled name or an absolute path, loaded once
-    per worker), how to upscale, encode and write."""
-
-    model: str
-    options: UpscaleOptions  # device None: each worker picks its own
-    video: VideoOptions
-    bits: int | None  # None: as the input
-    quality: int
-    max_pixels: int
-    device: str | None  # as asked on the command line (None: the worker's GPU, else its CPU)
-    cache_dir: str  # converted weights of bundled models
-
-    def key(self) -> dict[str, Any]:
-        """The settings that change an output (not where it is computed): part of each output's manifest key."""
-        options = {name: str(value) for name, value in asdict(self.options).items()}
-        return {"model": self.model, "options": options, "video": asdict(self.video), "bits": self.bits,
-                "quality": self.quality}
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from ..errors import ImageError
 from ..imaging import luminance
@@ -61,3 +62,14 @@ def premultiply(colour: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
 
 def unpremultiply(colour: torch.Tensor, alpha: torch.Tensor, eps: float = 1.0 / 512) -> torch.Tensor:
     return torch.where(alpha > eps, colour / alpha.clamp_min(eps), torch.zeros_like(colour)).clamp(0, 1)
+
+
+def keep_flat_alpha(alpha: torch.Tensor, upscaled: torch.Tensor) -> torch.Tensor:
+    """The upscaled alpha `[1, 1, h, w]`, exact where the source's `[1, 1, H, W]` is flat: a pixel whose 3x3
+    neighbourhood holds one value (inside an opaque or transparent area, or a layer of constant opacity) keeps it,
+    where the network's ripples would turn 255 into 254 and 0 into 1. Edges keep the upscaled alpha."""
+    padded = F.pad(alpha, (1, 1, 1, 1), mode="replicate")
+    flat = F.max_pool2d(padded, 3, stride=1) == -F.max_pool2d(-padded, 3, stride=1)
+    size = upscaled.shape[-2:]
+    flat_up = F.interpolate(flat.to(alpha.dtype), size=size, mode="nearest").to(upscaled.device) > 0.5
+    return torch.where(flat_up, F.interpolate(alpha, size=size, mode="nearest").to(upscaled.device), upscaled)

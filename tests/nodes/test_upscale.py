@@ -59,7 +59,8 @@ def test_upscale_node_accepts_a_spandrel_style_model(compact) -> None:
 def test_validation_messages() -> None:
     upscale = NODE_CLASS_MAPPINGS["RealESR_Upscale"]
     assert upscale.VALIDATE_INPUTS(tile=0, overlap=32) is True
-    assert "at least 32" in upscale.VALIDATE_INPUTS(tile=8, overlap=32)
+    assert "tile must be 0 (auto) or 16..8192" in upscale.VALIDATE_INPUTS(tile=8, overlap=32)
+    assert "overlap" in upscale.VALIDATE_INPUTS(tile=0, overlap=300)
     save = NODE_CLASS_MAPPINGS["RealESR_SaveModel"]
     assert "relative name" in save.VALIDATE_INPUTS(filename="../../etc/x")
 
@@ -240,17 +241,18 @@ def test_every_architecture_at_the_nodes_defaults(name: str) -> None:
 
 
 def test_a_precision_the_architecture_lacks_is_refused_by_name() -> None:
-    with pytest.raises(RealESRError, match="SwinIR models do not support fp16: choose auto, fp32 or bf16"):
+    with pytest.raises(RealESRError, match="SwinIR models do not support fp16: choose auto, fp32, fp32-strict or bf16"):
         _upscale(spandrel_model("SwinIR"), bhwc(24), precision="fp16")
 
 
 def test_cancel_stops_before_the_next_tile(compact, fake_comfy) -> None:
-    """The node passes ComfyUI's interrupt flag as the engine's cancel: pressed during the first tile, the prompt
-    ends with ComfyUI's own interruption before the second, and no image comes back."""
-    fake_comfy["interrupt_after_checks"] = 1
+    """The node passes ComfyUI's interrupt flag as the engine's cancel: pressed right after the first tile, the
+    engine's own check stops the upscale (the bar's hook is never reached again), the prompt ends with ComfyUI's own
+    interruption, and no image comes back."""
+    fake_comfy["interrupt_after_updates"] = 1
     with pytest.raises(fake_comfy["Interrupted"]):
         _upscale(to_upscale_model(compact), bhwc(64), tile=32)
-    assert fake_comfy["checks"] == 2 and len(fake_comfy["updates"]) == 1
+    assert len(fake_comfy["updates"]) == 1 and fake_comfy["raised_by"] == "node"
 
 
 def test_loader_loads_every_file_it_lists(upscale_models_folder: Path, fake_comfy,

@@ -54,7 +54,7 @@ def test_without_ray_the_error_names_the_extra(monkeypatch) -> None:
 
 def test_images_and_a_video_give_the_bytes_of_the_plain_run(cluster, tmp_path: Path, monkeypatch) -> None:
     """Three 8-bit photos, a 16-bit PNG and a clip cut into several keyframe segments (joined, audio muxed once)."""
-    monkeypatch.setattr(video_module, "SEGMENT_SECONDS", 0.3)
+    monkeypatch.setattr("realesr_core.media.video.segments.SEGMENT_SECONDS", 0.3)
     folder = images(tmp_path / "in", 3)
     Image.fromarray(photo(16).astype(np.uint16)[..., 0] * 257).save(folder / "deep.png")
     make_clip(folder / "clip.mkv", frames=10, keyframe_every=3)
