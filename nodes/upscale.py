@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 
 from realesr_core import (
     PRETRAINED,
     ModelDescriptor,
     ModelLoadError,
+    RealESRError,
+    UpscaleCancelled,
     UpscaleOptions,
     interpolate_models,
     load_model,
@@ -21,6 +26,7 @@ from realesr_core import (
 )
 from realesr_core.models import describe, zoo
 from realesr_core.upscaling import memory_required
+from realesr_core.upscaling.options import PRECISION_CHOICES
 
 from . import comfy_env
 from .options import check_option_values, option_input
@@ -48,10 +54,12 @@ TILING_INPUTS = {
 
 
 class LoadModel:
-    DESCRIPTION = ("Loads an upscale model: any file in models/upscale_models (ESRGAN, Real-ESRGAN, BSRGAN, RealSR, "
-                   "Compact; .safetensors or .pth) or an official Real-ESRGAN model by name, from the weights package "
-                   "requirements.txt installs or from the official release file in models/upscale_models (any name). "
-                   "The output works with ComfyUI's own 'Upscale Image (using Model)' too.")
+    DESCRIPTION = ("Loads an upscale model: any file in models/upscale_models (ESRGAN, Real-ESRGAN, BSRGAN, RealSR and "
+                   "Compact with our networks; SwinIR, HAT, DAT, SPAN, RealCUGAN and every other architecture that "
+                   "ComfyUI's own loader reads, through spandrel) or an official Real-ESRGAN model by name, from the "
+                   "weights package requirements.txt installs or from the official release file in "
+                   "models/upscale_models (any name). The output works with ComfyUI's own 'Upscale Image (using "
+                   "Model)' too.")
     CATEGORY = "model/loaders"
     FUNCTION = "load"
     RETURN_TYPES = ("UPSCALE_MODEL",)
@@ -128,18 +136,35 @@ class Upscale:
         alpha = _alpha_from_mask(mask, colour)
         if alpha is not None:
             colour = torch.cat([colour, alpha], 1)
-        bar = comfy_env.progress_bar(1)
-        progress = (lambda done, total: bar.update_absolute(done, total)) if bar is not None else None
         with model_on_device(upscale_model, colour, tile=tile, overlap=overlap, precision=precision,
                              alpha=alpha_mode, output_device=comfy_env.intermediate_device(),
                              output_dtype=comfy_env.intermediate_dtype(),
                              **_size_options(size_mode, factor, size, colour.shape[-2:])) as (model, options):
-            result = upscale(model, colour, options, progress=progress)
+            with cancelled_as_comfyui():
+                result = upscale(model, colour, options, progress=progress_for_comfyui(),
+                                 cancel=comfy_env.processing_interrupted)
         out = result.image
         if alpha is not None:
             return _bhwc(out[:, :3]).contiguous(), 1.0 - out[:, 3]
         no_mask = torch.zeros(1, *out.shape[-2:], dtype=out.dtype, device=out.device).expand(out.shape[0], -1, -1)
         return _bhwc(out), no_mask
+
+
+def progress_for_comfyui() -> Callable[[int, int], None] | None:
+    """The engine's progress, shown on ComfyUI's progress bar (whose hook also raises on Cancel)."""
+    bar = comfy_env.progress_bar(1)
+    return (lambda done, total: bar.update_absolute(done, total)) if bar is not None else None
+
+
+@contextlib.contextmanager
+def cancelled_as_comfyui() -> Iterator[None]:
+    """The engine stops at its next check once Cancel is pressed; ComfyUI then gets its own interruption, so the
+    prompt ends as cancelled (no output, no error) rather than failed."""
+    try:
+        yield
+    except UpscaleCancelled:
+        comfy_env.raise_if_interrupted()
+        raise
 
 
 def check_tiling(tile: int, overlap: int) -> bool | str:
@@ -156,6 +181,7 @@ def model_on_device(upscale_model: Any, image: torch.Tensor, precision: str,
     model = describe(engine_model(upscale_model))
     patcher = getattr(upscale_model, "patcher", None)
     device = patcher.load_device if patcher is not None else comfy_env.torch_device()
+    check_precision(model, precision)
     if precision == "auto":
         precision = comfy_env.gpu_precision(device, model.supports_fp16, model.supports_bf16) or "auto"
     options = UpscaleOptions(precision=precision, device=device, **option_values)
@@ -172,6 +198,16 @@ def model_on_device(upscale_model: Any, image: torch.Tensor, precision: str,
     finally:
         if patcher is None:  # nobody else will offload it
             module.to(comfy_env.offload_device())
+
+
+def check_precision(model: ModelDescriptor, precision: str) -> None:
+    """A precision the model's architecture does not support is refused with the ones it does (auto only ever
+    picks those)."""
+    supported = {"fp16": model.supports_fp16, "bf16": model.supports_bf16}
+    if not supported.get(precision, True):
+        *others, last = (name for name in PRECISION_CHOICES if supported.get(name, True))
+        raise RealESRError(f"{model.architecture} models do not support {precision}: choose {', '.join(others)} or "
+                           f"{last}")
 
 
 def _alpha_from_mask(mask: torch.Tensor | None, image: torch.Tensor) -> torch.Tensor | None:
@@ -224,7 +260,8 @@ class ModelBlend:
 
 class SaveModel:
     DESCRIPTION = ("Saves an upscale model as canonical safetensors (architecture in the metadata) into "
-                   "models/upscale_models, where every loader finds it. Never overwrites: a number is added.")
+                   "models/upscale_models, where every loader finds it. Never overwrites: a number is added, unless "
+                   "the file there already holds exactly these weights (a workflow run again saves nothing new).")
     CATEGORY = "advanced/model_merging"
     FUNCTION = "save"
     RETURN_TYPES = ()
@@ -233,7 +270,7 @@ class SaveModel:
     @classmethod
     def INPUT_TYPES(cls) -> dict:
         return {"required": {
-            "upscale_model": ("UPSCALE_MODEL", {"tooltip": "A Real-ESRGAN / ESRGAN / Compact model to save."}),
+            "upscale_model": ("UPSCALE_MODEL", {"tooltip": "Any upscale model, ours or ComfyUI's loader's."}),
             "filename": ("STRING", {"default": "realesr_model", "tooltip": (
                 "File name inside models/upscale_models, without extension; subfolders with '/'.")}),
         }}
@@ -245,11 +282,26 @@ class SaveModel:
         return True
 
     def save(self, upscale_model: Any, filename: str) -> dict:
+        descriptor = realesr_descriptor(upscale_model)
         folder = comfy_env.model_save_folder()
         target = folder / f"{filename.strip()}.safetensors"
         counter = 1
         while target.exists():
+            if _holds_weights(target, descriptor):
+                return {"ui": {"text": [f"{target} (already there, unchanged)"]}}
             target = folder / f"{filename.strip()}_{counter:03d}.safetensors"
             counter += 1
-        path = save_model(realesr_descriptor(upscale_model), target)
+        path = save_model(descriptor, target)
         return {"ui": {"text": [str(path)]}}
+
+
+def _holds_weights(path: Path, descriptor: ModelDescriptor) -> bool:
+    """Whether the safetensors file at `path` holds exactly the descriptor's weights (names, shapes and values)."""
+    try:
+        saved = load_file(str(path))
+    except (OSError, SafetensorError):
+        return False
+    ours = descriptor.state_dict()
+    return saved.keys() == ours.keys() and all(
+        saved[k].shape == ours[k].shape and torch.equal(saved[k], ours[k].detach().to("cpu", saved[k].dtype))
+        for k in ours)

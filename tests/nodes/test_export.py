@@ -62,13 +62,14 @@ def test_check_image_reports_the_runtimes_figure(compact, output_folder: Path) -
 
 
 def test_comfyuis_own_loader_models_export(output_folder: Path) -> None:
-    """ComfyUI's Load Upscale Model gives spandrel descriptors: ESRGAN and Compact are rebuilt as ours."""
+    """ComfyUI's Load Upscale Model gives spandrel descriptors: ESRGAN and Compact are rebuilt as ours, other
+    architectures are named."""
     esrgan = spandrel_model("ESRGAN")
     (param, _) = export(esrgan, filename_prefix="esrgan")
     with torch.inference_mode():
         expected = esrgan(bhwc(12).movedim(-1, 1))
     torch.testing.assert_close(run_exported(param, bhwc(12).movedim(-1, 1)).clamp(0, 1), expected, atol=1e-5, rtol=0)
-    with pytest.raises(ExportError, match="this one is SwinIR"):
+    with pytest.raises(ExportError, match="own RRDBNet and SRVGGNetCompact networks; this model is SwinIR"):
         export(spandrel_model("SwinIR"), filename_prefix="swinir")
     assert sorted(p.name for p in output_folder.iterdir()) == ["esrgan.bin", "esrgan.param"]
 

@@ -97,10 +97,12 @@ def test_cancel_leaves_nothing_behind(compact, clip: Path, fake_comfy, comfy_tem
     if how == "between frames":
         fake_comfy["cancel_after"] = 3
     else:
-        fake_comfy["interrupt_after_checks"] = 5  # the engine reads the flag before every tile
+        fake_comfy["interrupt_after_updates"] = 2  # pressed during the third frame: the engine's check finds it
     with pytest.raises(fake_comfy["Interrupted"]):
         _upscale(to_upscale_model(compact), clip, tile=32)
     assert 0 < len(fake_comfy["updates"]) < FRAMES
+    if how == "within a frame":
+        assert len(fake_comfy["updates"]) == 2 and fake_comfy["raised_by"] == "node"
     assert list(comfy_temp.iterdir()) == []
 
 
