@@ -62,7 +62,7 @@ def main() -> None:
 
 def crop_psnr(source: Path, streamed: np.ndarray) -> float:
     from realesr_core import load_model, read_image, upscale
-    from realesr_core.media.images import to_pixels, to_tensor
+    from realesr_core.media import to_pixels, to_tensor
 
     crop = read_image(source).pixels[:CROP, :CROP]
     alone = to_pixels(upscale(load_model(MODEL), to_tensor(crop)).image, 8)

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from realesr_core import load_model, upscale  # noqa: E402
-from realesr_core.media.video import VideoOptions, upscale_video  # noqa: E402
+from realesr_core.media import VideoOptions, upscale_video  # noqa: E402
 
 MODEL = "realesr-animevideov3"
 FRAMES, WIDTH, HEIGHT, RATE = 48, 160, 90, 24

@@ -1,6 +1,7 @@
 """ComfyUI node adapters over realesr_core; every id is prefixed so nothing clashes with built-ins or other packs."""
 
 from .degradation import JPEG, Blur, Degrade, Noise, Resize, SincFilter, USMSharpen
+from .export import ExportModel
 from .training import FineTune, LoadTrainingImages, LossGraph
 from .upscale import LoadModel, ModelBlend, SaveModel, Upscale
 from .video import UpscaleVideo
@@ -11,6 +12,7 @@ _NODES = {
     "RealESR_UpscaleVideo": (UpscaleVideo, "Upscale Video (realesr, streamed)"),
     "RealESR_ModelBlend": (ModelBlend, "Blend Upscale Models (realesr DNI)"),
     "RealESR_SaveModel": (SaveModel, "Save Upscale Model (realesr)"),
+    "RealESR_ExportModel": (ExportModel, "Export Upscale Model (realesr: ONNX / ncnn)"),
     "RealESR_Degrade": (Degrade, "Real-ESRGAN Degradation (realesr)"),
     "RealESR_Blur": (Blur, "Degrade: Blur (realesr)"),
     "RealESR_Noise": (Noise, "Degrade: Noise (realesr)"),

@@ -131,6 +131,12 @@ def input_subfolders() -> list[str]:
     return list(folder_paths.get_input_subfolders()) if folder_paths else []
 
 
+def output_folder() -> Path:
+    """ComfyUI's output directory (where its save nodes write); ./output without ComfyUI."""
+    folder_paths = _comfy("folder_paths", "get_output_directory")
+    return Path(folder_paths.get_output_directory()) if folder_paths else Path.cwd() / "output"
+
+
 def input_folder() -> Path:
     """ComfyUI's input directory; ./input without ComfyUI."""
     folder_paths = _comfy("folder_paths", "get_input_directory")

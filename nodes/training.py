@@ -12,27 +12,26 @@ from typing import Any
 
 import torch
 
-from realesr_core import load_model
-from realesr_core.degradation.pipeline import PRESETS as DEGRADATION_PRESETS
-from realesr_core.errors import RealESRError
-from realesr_core.training import TrainingConfig, train
-from realesr_core.training.data import TrainingImages, find_training_images, load_rgb
-from realesr_core.training.ema import decay_for_run
-from realesr_core.training.history import LossHistory, loss_graph
-from realesr_core.training.losses import vgg19_weights_path
-from realesr_core.training.step import STAGE_LOSSES
-from realesr_core.upscaling.options import PRECISION_CHOICES
+from realesr_core import RealESRError, load_model
+from realesr_core.training import (
+    LossHistory,
+    TrainingConfig,
+    TrainingImages,
+    find_training_images,
+    load_rgb,
+    loss_graph,
+    train,
+    vgg19_weights_path,
+)
 
 from . import comfy_env
+from .options import option_input
 from .upscale_model import realesr_descriptor, to_upscale_model
 
 LOG = logging.getLogger(__name__)
-STAGES = list(STAGE_LOSSES)
-# Degradations are drawn per image (each image of a batch gets its own), so the official 180-pair pool, which mixes
-# batches degraded alike, is left out: in a run of a few hundred steps it would only hold back fresh pairs.
-POOL_SIZE = 0
-DEGRADE_SIZE = 400  # the official recipe crops or pads every ground truth to 400² before degrading it
-MAX_PATCH = DEGRADE_SIZE
+# In ComfyUI every degradation is drawn per image (each image of a batch gets its own), so the official 180-pair pool,
+# which mixes batches, is left out: in a run of a few hundred steps it would only hold back fresh pairs.
+IN_COMFYUI = dict(degradation_draws="image", pool_size=0, degrade_size=400)
 
 
 def _single(value: Any) -> Any:
@@ -104,6 +103,8 @@ class FineTune:
 
     @classmethod
     def INPUT_TYPES(cls) -> dict:
+        degradations, degradation = option_input(TrainingConfig, "degradation", tooltip_note=(
+            "With low_res_images it only sets whether the targets are sharpened and makes the validation inputs."))
         return {
             "required": {
                 "upscale_model": ("UPSCALE_MODEL", {"tooltip": (
@@ -111,35 +112,24 @@ class FineTune:
                 "images": ("IMAGE", {"tooltip": (
                     "High-resolution training images: a list from Load Training Images, or any IMAGE (a batch "
                     "counts as that many images). Each must be at least the patch size a side.")}),
-                "stage": (STAGES, {"default": "gan", "tooltip": (
-                    "net: L1 loss only, for fidelity. gan: adds the adversarial loss (weight 0.1, a fresh "
-                    "discriminator) and the perceptual loss (perceptual_weight), the official fine-tune.")}),
-                "steps": ("INT", {"default": 500, "min": 1, "max": 1_000_000, "tooltip": (
-                    "Optimizer steps. A few hundred adapt a model to a kind of image; the official fine-tune "
-                    "runs hundreds of thousands.")}),
-                "batch": ("INT", {"default": 4, "min": 1, "max": 64, "tooltip": (
-                    "Patches per step; memory grows with batch x patch².")}),
-                "patch": ("INT", {"default": 128, "min": 16, "max": MAX_PATCH, "step": 8, "tooltip": (
-                    f"Side of the high-resolution training patch in pixels (a multiple of the preset's scale, at "
-                    f"most {MAX_PATCH}); the model sees patch / scale. The official recipe uses 256.")}),
-                "learning_rate": ("FLOAT", {"default": 0.0001, "min": 0.0000001, "max": 0.01, "step": 0.00001,
-                                            "round": False, "tooltip": (
-                    "Adam's learning rate for the model (the official fine-tune: 0.0001). Lower it if the "
-                    "losses jump or the output gets worse.")}),
-                "degradation": (list(DEGRADATION_PRESETS), {"default": "realesrgan_x4", "tooltip": (
-                    "How the low-resolution inputs are made from your images; its scale must be the model's "
-                    "(x4 or x2). realesrgan: the official real-world damage; light / heavy: less or more of it; "
-                    "bicubic: plain downscaling, for fidelity. With low_res_images it only sets whether the "
-                    "targets are sharpened and makes the validation inputs.")}),
+                "stage": option_input(TrainingConfig, "stage", tooltip_note=(
+                    "Here the discriminator starts fresh and trains alone for the first tenth of the run at most.")),
+                "steps": option_input(TrainingConfig, "steps", default=500, max=1_000_000, tooltip_note=(
+                    "A few hundred adapt a model to a kind of image; the official fine-tune runs hundreds of "
+                    "thousands.")),
+                "batch": option_input(TrainingConfig, "batch", max=64, tooltip_note=(
+                    "Memory grows with batch x patch².")),
+                "patch": option_input(TrainingConfig, "patch", default=128, max=IN_COMFYUI["degrade_size"],
+                                      tooltip_note="The official recipe uses 256."),
+                "learning_rate": option_input(TrainingConfig, "lr", round=False, tooltip_note=(
+                    "Lower it if the losses jump or the output gets worse.")),
+                "degradation": ([name for name in degradations if name != "none"], degradation),
                 "perceptual_weight": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 10.0, "step": 0.1, "tooltip": (
                     "Weight of the VGG19 perceptual loss in the gan stage (the official recipe: 1.0). It needs "
                     "VGG19's ImageNet weights, which are never downloaded: put vgg19-dcbb9e9d.pth in "
                     "~/.cache/torch/hub/checkpoints/ to use it. 0 trains without it.")}),
-                "precision": (list(PRECISION_CHOICES), {"default": "auto", "tooltip": (
-                    "auto: bf16 autocast on GPUs and CPUs with native bf16 (losses in fp32), else fp32; fp16 "
-                    "(CUDA only) adds a gradient scaler.")}),
-                "seed": ("INT", {"default": 0, "min": 0, "max": 0xffffffffffffffff, "control_after_generate": True,
-                                 "tooltip": "Seeds the crops, flips and degradations: a seed replays a run."}),
+                "precision": option_input(TrainingConfig, "precision"),
+                "seed": option_input(TrainingConfig, "seed", control_after_generate=True),
             },
             "optional": {
                 "validation_images": ("IMAGE", {"tooltip": (
@@ -154,24 +144,13 @@ class FineTune:
     @classmethod
     def VALIDATE_INPUTS(cls, steps: Any, batch: Any, patch: Any, learning_rate: Any, degradation: Any,
                         stage: Any, perceptual_weight: Any) -> bool | str:
-        steps, batch, patch, learning_rate, degradation, stage, perceptual_weight = map(
-            _single, (steps, batch, patch, learning_rate, degradation, stage, perceptual_weight))
-        if not 1 <= steps <= 1_000_000:
-            return f"steps must be within 1..1000000, got {steps}"
-        if not 1 <= batch <= 64:
-            return f"batch must be within 1..64, got {batch}"
-        if degradation not in DEGRADATION_PRESETS:
-            return f"unknown degradation preset {degradation!r}; known: {', '.join(DEGRADATION_PRESETS)}"
-        scale = DEGRADATION_PRESETS[degradation].scale
-        if not 16 <= patch <= MAX_PATCH or patch % scale:
-            return (f"patch must be a multiple of the preset's scale ({scale}) within 16..{MAX_PATCH}, got {patch}")
-        if not 0 < learning_rate <= 0.01:
-            return f"learning_rate must be above 0 and at most 0.01, got {learning_rate}"
-        if stage not in STAGES:
-            return f"stage must be one of {', '.join(STAGES)}, got {stage!r}"
-        if not 0 <= perceptual_weight <= 10:
-            return f"perceptual_weight must be within 0..10, got {perceptual_weight}"
-        if stage == "gan" and perceptual_weight > 0:
+        """The library's own checks: the run's config is built from the inputs, and its error is the answer."""
+        try:
+            config = _config(_single(stage), _single(steps), _single(batch), _single(patch), _single(learning_rate),
+                             _single(degradation), _single(perceptual_weight))
+        except RealESRError as exc:
+            return str(exc)
+        if config.loss_weights.perceptual > 0:
             try:
                 vgg19_weights_path()
             except RealESRError as exc:
@@ -182,8 +161,7 @@ class FineTune:
                   learning_rate: list, degradation: list, perceptual_weight: list, precision: list, seed: list,
                   validation_images: list | None = None, low_res_images: list | None = None) -> tuple[Any, dict]:
         base = realesr_descriptor(_single(upscale_model))
-        stage, steps = _single(stage), _single(steps)
-        losses = {"perceptual": _single(perceptual_weight)} if stage == "gan" else {}
+        steps = _single(steps)
         history, bar = LossHistory(), comfy_env.progress_bar(steps)
 
         def progress(done: int, total: int, values: dict[str, float]) -> None:
@@ -194,14 +172,10 @@ class FineTune:
         # the run's files (state, metrics) go to a folder of its own, removed whatever happens
         output = Path(tempfile.mkdtemp(prefix="realesr_finetune_", dir=comfy_env.temp_folder()))
         try:
-            config = TrainingConfig(
-                model=base.name or base.source, hr_dir="", output_dir=str(output), stage=stage, steps=steps,
-                batch=_single(batch), patch=_single(patch), lr=_single(learning_rate),
-                degradation=_single(degradation), degrade_size=DEGRADE_SIZE, losses=losses,
-                precision=_single(precision), seed=_single(seed), pool_size=POOL_SIZE, ema_decay=decay_for_run(steps),
-                workers=0,  # the images are in memory: nothing to decode in worker processes
-                log_every=1,  # the loss map holds every step
-                val_every=steps, samples=0, checkpoint_every=steps, device=str(comfy_env.torch_device()))
+            config = _config(_single(stage), steps, _single(batch), _single(patch), _single(learning_rate),
+                             _single(degradation), _single(perceptual_weight), model=base.name or base.source,
+                             output_dir=str(output), precision=_single(precision), seed=_single(seed),
+                             device=str(comfy_env.torch_device()))
             with torch.inference_mode(False):  # ComfyUI runs nodes in inference mode, which forbids training
                 data = TrainingImages(_images(images), _images(low_res_images), _images(validation_images) or [])
                 result = train(config, model=base, images=data, progress=progress,
@@ -217,6 +191,16 @@ class FineTune:
                      result.validation["psnr"], result.validation["ssim"])
         trained.name = f"{base.name} fine-tuned" if base.name else None
         return to_upscale_model(trained), history.values
+
+
+def _config(stage: str, steps: int, batch: int, patch: int, learning_rate: float, degradation: str,
+            perceptual_weight: float, **more: Any) -> TrainingConfig:
+    """The run of the node's inputs: the library's TrainingConfig, with what suits a run inside ComfyUI (images in
+    memory, no worker processes, every step logged for the loss map, one validation and checkpoint at the end)."""
+    return TrainingConfig(**{"model": "", "hr_dir": "", "output_dir": "", **more}, stage=stage, steps=steps,
+                          batch=batch, patch=patch, lr=learning_rate, degradation=degradation,
+                          losses={"perceptual": perceptual_weight} if stage == "gan" else {}, **IN_COMFYUI,
+                          workers=0, log_every=1, val_every=steps, samples=0, checkpoint_every=steps)
 
 
 class LossGraph:

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 
 from realesr_core import (
     PRETRAINED,
     ModelDescriptor,
     ModelLoadError,
+    RealESRError,
+    UpscaleCancelled,
     UpscaleOptions,
     interpolate_models,
     load_model,
@@ -21,10 +26,10 @@ from realesr_core import (
 )
 from realesr_core.models import describe, zoo
 from realesr_core.upscaling import memory_required
-from realesr_core.upscaling.channels import ALPHA_MODES
-from realesr_core.upscaling.options import DEFAULT_OVERLAP, PRECISION_CHOICES
+from realesr_core.upscaling.options import PRECISION_CHOICES
 
 from . import comfy_env
+from .options import check_option_values, option_input
 from .upscale_model import engine_model, realesr_descriptor, to_upscale_model
 
 SIZE_MODES = ["model scale", "factor", "width", "height", "longest side"]
@@ -40,21 +45,21 @@ def _bhwc(image: torch.Tensor) -> torch.Tensor:
 
 # The tile, overlap and precision widgets of every upscaling node, checked at queue time by check_tiling.
 TILING_INPUTS = {
-    "tile": ("INT", {"default": 0, "min": 0, "max": 4096, "step": 8, "tooltip": (
-        "Tile size in input pixels; 0 picks the largest that fits in free memory.")}),
-    "overlap": ("INT", {"default": DEFAULT_OVERLAP, "min": 0, "max": 256, "step": 4, "tooltip": (
-        "Context pixels each tile sees beyond its own area; more means more seamless and slower.")}),
-    "precision": (list(PRECISION_CHOICES), {"default": "auto", "tooltip": (
-        "auto: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32. Tiles that come out NaN or "
-        "black in reduced precision are re-run in fp32.")}),
+    "tile": option_input(UpscaleOptions, "tile"),
+    "overlap": option_input(UpscaleOptions, "overlap"),
+    "precision": option_input(UpscaleOptions, "precision", tooltip_note=(
+        "In ComfyUI, auto on a GPU is ComfyUI's own choice for the card (its --force-fp16 / --force-fp32 flags "
+        "count).")),
 }
 
 
 class LoadModel:
-    DESCRIPTION = ("Loads an upscale model: any file in models/upscale_models (ESRGAN, Real-ESRGAN, BSRGAN, RealSR, "
-                   "Compact; .safetensors or .pth) or an official Real-ESRGAN model by name, from the weights package "
-                   "requirements.txt installs or from the official release file in models/upscale_models (any name). "
-                   "The output works with ComfyUI's own 'Upscale Image (using Model)' too.")
+    DESCRIPTION = ("Loads an upscale model: any file in models/upscale_models (ESRGAN, Real-ESRGAN, BSRGAN, RealSR and "
+                   "Compact with our networks; SwinIR, HAT, DAT, SPAN, RealCUGAN and every other architecture that "
+                   "ComfyUI's own loader reads, through spandrel) or an official Real-ESRGAN model by name, from the "
+                   "weights package requirements.txt installs or from the official release file in "
+                   "models/upscale_models (any name). The output works with ComfyUI's own 'Upscale Image (using "
+                   "Model)' too.")
     CATEGORY = "model/loaders"
     FUNCTION = "load"
     RETURN_TYPES = ("UPSCALE_MODEL",)
@@ -114,8 +119,7 @@ class Upscale:
                 "size": ("INT", {"default": 1920, "min": 8, "max": 16384, "step": 8,
                                  "tooltip": "Output width, height or longest side in pixels, per size_mode."}),
                 **TILING_INPUTS,
-                "alpha_mode": (list(ALPHA_MODES), {"default": "model", "tooltip": (
-                    "How transparency is upscaled: through the model as a gray image, or by a smooth resize.")}),
+                "alpha_mode": option_input(UpscaleOptions, "alpha"),
             },
             "optional": {
                 "mask": ("MASK", {"tooltip": "Transparency (1 = transparent), as LoadImage outputs it."}),
@@ -132,13 +136,13 @@ class Upscale:
         alpha = _alpha_from_mask(mask, colour)
         if alpha is not None:
             colour = torch.cat([colour, alpha], 1)
-        bar = comfy_env.progress_bar(1)
-        progress = (lambda done, total: bar.update_absolute(done, total)) if bar is not None else None
         with model_on_device(upscale_model, colour, tile=tile, overlap=overlap, precision=precision,
                              alpha=alpha_mode, output_device=comfy_env.intermediate_device(),
                              output_dtype=comfy_env.intermediate_dtype(),
                              **_size_options(size_mode, factor, size, colour.shape[-2:])) as (model, options):
-            result = upscale(model, colour, options, progress=progress)
+            with cancelled_as_comfyui():
+                result = upscale(model, colour, options, progress=progress_for_comfyui(),
+                                 cancel=comfy_env.processing_interrupted)
         out = result.image
         if alpha is not None:
             return _bhwc(out[:, :3]).contiguous(), 1.0 - out[:, 3]
@@ -146,13 +150,26 @@ class Upscale:
         return _bhwc(out), no_mask
 
 
+def progress_for_comfyui() -> Callable[[int, int], None] | None:
+    """The engine's progress, shown on ComfyUI's progress bar (whose hook also raises on Cancel)."""
+    bar = comfy_env.progress_bar(1)
+    return (lambda done, total: bar.update_absolute(done, total)) if bar is not None else None
+
+
+@contextlib.contextmanager
+def cancelled_as_comfyui() -> Iterator[None]:
+    """The engine stops at its next check once Cancel is pressed; ComfyUI then gets its own interruption, so the
+    prompt ends as cancelled (no output, no error) rather than failed."""
+    try:
+        yield
+    except UpscaleCancelled:
+        comfy_env.raise_if_interrupted()
+        raise
+
+
 def check_tiling(tile: int, overlap: int) -> bool | str:
-    """The queue-time check of the tile and overlap inputs every upscaling node has."""
-    if tile != 0 and tile < 32:
-        return f"tile must be 0 (auto) or at least 32 pixels, got {tile}"
-    if not 0 <= overlap <= 256:
-        return f"overlap must be within 0..256, got {overlap}"
-    return True
+    """The queue-time check of the tile and overlap inputs every upscaling node has: the library's own rule."""
+    return check_option_values(UpscaleOptions, tile=tile, overlap=overlap)
 
 
 @contextlib.contextmanager
@@ -164,6 +181,7 @@ def model_on_device(upscale_model: Any, image: torch.Tensor, precision: str,
     model = describe(engine_model(upscale_model))
     patcher = getattr(upscale_model, "patcher", None)
     device = patcher.load_device if patcher is not None else comfy_env.torch_device()
+    check_precision(model, precision)
     if precision == "auto":
         precision = comfy_env.gpu_precision(device, model.supports_fp16, model.supports_bf16) or "auto"
     options = UpscaleOptions(precision=precision, device=device, **option_values)
@@ -180,6 +198,16 @@ def model_on_device(upscale_model: Any, image: torch.Tensor, precision: str,
     finally:
         if patcher is None:  # nobody else will offload it
             module.to(comfy_env.offload_device())
+
+
+def check_precision(model: ModelDescriptor, precision: str) -> None:
+    """A precision the model's architecture does not support is refused with the ones it does (auto only ever
+    picks those)."""
+    supported = {"fp16": model.supports_fp16, "bf16": model.supports_bf16}
+    if not supported.get(precision, True):
+        *others, last = (name for name in PRECISION_CHOICES if supported.get(name, True))
+        raise RealESRError(f"{model.architecture} models do not support {precision}: choose {', '.join(others)} or "
+                           f"{last}")
 
 
 def _alpha_from_mask(mask: torch.Tensor | None, image: torch.Tensor) -> torch.Tensor | None:
@@ -232,7 +260,8 @@ class ModelBlend:
 
 class SaveModel:
     DESCRIPTION = ("Saves an upscale model as canonical safetensors (architecture in the metadata) into "
-                   "models/upscale_models, where every loader finds it. Never overwrites: a number is added.")
+                   "models/upscale_models, where every loader finds it. Never overwrites: a number is added, unless "
+                   "the file there already holds exactly these weights (a workflow run again saves nothing new).")
     CATEGORY = "advanced/model_merging"
     FUNCTION = "save"
     RETURN_TYPES = ()
@@ -241,7 +270,7 @@ class SaveModel:
     @classmethod
     def INPUT_TYPES(cls) -> dict:
         return {"required": {
-            "upscale_model": ("UPSCALE_MODEL", {"tooltip": "A Real-ESRGAN / ESRGAN / Compact model to save."}),
+            "upscale_model": ("UPSCALE_MODEL", {"tooltip": "Any upscale model, ours or ComfyUI's loader's."}),
             "filename": ("STRING", {"default": "realesr_model", "tooltip": (
                 "File name inside models/upscale_models, without extension; subfolders with '/'.")}),
         }}
@@ -253,11 +282,26 @@ class SaveModel:
         return True
 
     def save(self, upscale_model: Any, filename: str) -> dict:
+        descriptor = realesr_descriptor(upscale_model)
         folder = comfy_env.model_save_folder()
         target = folder / f"{filename.strip()}.safetensors"
         counter = 1
         while target.exists():
+            if _holds_weights(target, descriptor):
+                return {"ui": {"text": [f"{target} (already there, unchanged)"]}}
             target = folder / f"{filename.strip()}_{counter:03d}.safetensors"
             counter += 1
-        path = save_model(realesr_descriptor(upscale_model), target)
+        path = save_model(descriptor, target)
         return {"ui": {"text": [str(path)]}}
+
+
+def _holds_weights(path: Path, descriptor: ModelDescriptor) -> bool:
+    """Whether the safetensors file at `path` holds exactly the descriptor's weights (names, shapes and values)."""
+    try:
+        saved = load_file(str(path))
+    except (OSError, SafetensorError):
+        return False
+    ours = descriptor.state_dict()
+    return saved.keys() == ours.keys() and all(
+        saved[k].shape == ours[k].shape and torch.equal(saved[k], ours[k].detach().to("cpu", saved[k].dtype))
+        for k in ours)

@@ -1,12 +1,11 @@
-"""The UPSCALE_MODEL value our nodes output: a real `spandrel.ImageModelDescriptor` wrapping our network
-(spandrel ships with ComfyUI), so ComfyUI's own "Upscale Image (using Model)" and other packs accept it; the same
-duck-typed interface when spandrel is missing. Inside ComfyUI it carries `.patcher`, the model patcher through which
-today's ComfyUI loads and offloads upscale models."""
+"""The UPSCALE_MODEL value our nodes output: a real `spandrel.ImageModelDescriptor` (spandrel ships with ComfyUI),
+so ComfyUI's own "Upscale Image (using Model)" and other packs accept it; the same duck-typed interface when spandrel
+is missing. For our networks it wraps our module; for other architectures it is the descriptor spandrel loaded.
+Inside ComfyUI it carries `.patcher`, the model patcher through which today's ComfyUI loads and offloads upscale
+models, and always `.realesr`, our descriptor, so blend, save and upscale get every fact back."""
 
 from __future__ import annotations
 
-import dataclasses
-import weakref
 from typing import Any
 
 import torch
@@ -15,14 +14,7 @@ from realesr_core import ModelDescriptor, load_model, upscale
 
 from . import comfy_env
 
-# Our descriptor behind each wrapped network, so blend/save/upscale get the full facts back. Held without its module:
-# a value that referenced its own weak key would keep every network alive for good (ComfyUI logs it as a leak).
-_FACTS: "weakref.WeakKeyDictionary[torch.nn.Module, ModelDescriptor]" = weakref.WeakKeyDictionary()
-
-
-def _descriptor_of(module: Any) -> ModelDescriptor | None:
-    facts = _FACTS.get(module) if isinstance(module, torch.nn.Module) else None
-    return None if facts is None else dataclasses.replace(facts, module=module)
+FACTS = "realesr"  # the attribute of an UPSCALE_MODEL that holds our descriptor
 
 
 class DuckUpscaleModel:
@@ -44,15 +36,15 @@ class DuckUpscaleModel:
 
     @torch.inference_mode()
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
-        return upscale(_descriptor_of(self.model), image, tile=10**6, device=image.device,
-                       output_device=image.device, precision="fp32").image
+        return upscale(engine_model(self), image, device=image.device, output_device=image.device,
+                       precision="fp32").image
 
 
 def to_upscale_model(descriptor: ModelDescriptor) -> Any:
-    """The UPSCALE_MODEL for one of our models, with a model patcher when ComfyUI is there."""
-    _FACTS[descriptor.module] = dataclasses.replace(descriptor, module=None)
-    model = _spandrel_descriptor(descriptor)
-    patcher = comfy_env.model_patcher(descriptor.module)
+    """The UPSCALE_MODEL for a model `load_model` gave, with a model patcher when ComfyUI is there."""
+    model = descriptor.spandrel_descriptor or _spandrel_descriptor(descriptor)
+    setattr(model, FACTS, descriptor)
+    patcher = comfy_env.model_patcher(model.model)
     if patcher is not None:
         model.patcher = patcher
     return model
@@ -92,20 +84,22 @@ def _architecture(spandrel: Any, name: str) -> Any:
 
 
 def engine_model(upscale_model: Any) -> ModelDescriptor | Any:
-    """What the engine runs: our descriptor when the model is ours, else the object itself (a spandrel descriptor,
-    which the engine describes)."""
+    """What the engine runs: our descriptor when our loader made the model, else the object itself (a spandrel
+    descriptor from another loader, which the engine describes)."""
     if isinstance(upscale_model, ModelDescriptor):
         return upscale_model
-    return _descriptor_of(getattr(upscale_model, "model", None)) or upscale_model
+    facts = getattr(upscale_model, FACTS, None)
+    return facts if isinstance(facts, ModelDescriptor) else upscale_model
 
 
 def realesr_descriptor(upscale_model: Any) -> ModelDescriptor:
-    """Our descriptor with our own network for any UPSCALE_MODEL of a family we know (blend and save need our
-    canonical weights): ComfyUI's own loader's models are rebuilt from their state dict."""
+    """Our descriptor for any UPSCALE_MODEL (blend and save need its canonical weights): another loader's model is
+    loaded again from its state dict, as ours would have loaded its file."""
     found = engine_model(upscale_model)
     if isinstance(found, ModelDescriptor):
         return found
     module = getattr(upscale_model, "model", None)
     if not isinstance(module, torch.nn.Module):
         raise ValueError(f"not an upscale model: {type(upscale_model).__name__}")
-    return load_model({k: v.detach().float().cpu() for k, v in module.state_dict().items()})
+    return load_model({k: v.detach().float().cpu() if v.is_floating_point() else v.cpu()
+                       for k, v in module.state_dict().items()})

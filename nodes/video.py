@@ -10,8 +10,8 @@ from typing import Any
 
 import torch
 
-from realesr_core import RealESRError, UpscaleCancelled
-from realesr_core.media.video import (
+from realesr_core import RealESRError
+from realesr_core.media import (
     SVT_AV1_PRESETS,
     X26X_PRESETS,
     VideoOptions,
@@ -21,7 +21,7 @@ from realesr_core.media.video import (
 )
 
 from . import comfy_env
-from .upscale import TILING_INPUTS, check_tiling, model_on_device
+from .upscale import TILING_INPUTS, cancelled_as_comfyui, check_tiling, model_on_device, progress_for_comfyui
 
 # The encoders whose streams an MP4 holds: Save Video copies our file's streams into an .mp4 unchanged.
 CODECS = ["libx264", "libx265", "libsvtav1", "h264_nvenc", "hevc_nvenc", "av1_nvenc"]
@@ -89,17 +89,12 @@ class UpscaleVideo:
         try:
             source = _source_file(video, folder)
             width, height = frame_size(source)
-            bar = comfy_env.progress_bar(1)
-            progress = (lambda done, total: bar.update_absolute(done, total)) if bar is not None else None
             with model_on_device(upscale_model, torch.empty(1, 3, height, width, device="meta"), tile=tile,
                                  overlap=overlap, precision=precision) as (model, engine_options):
                 target = folder / f"{source.stem}_x{model.scale}.mp4"
-                try:
-                    upscale_video(model, source, target, engine_options, options, progress=progress,
+                with cancelled_as_comfyui():
+                    upscale_video(model, source, target, engine_options, options, progress=progress_for_comfyui(),
                                   cancel=comfy_env.processing_interrupted)
-                except UpscaleCancelled:
-                    comfy_env.raise_if_interrupted()
-                    raise
             if source.parent == folder:
                 source.unlink()
         except BaseException:

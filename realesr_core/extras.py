@@ -1,5 +1,5 @@
-"""The optional extras (video, training, ray) are imported only where they are used; a missing one is an error that
-says what needed it and which extra installs it."""
+"""The optional extras (video, training, ray, export) are imported only where they are used; a missing one is an
+error that says what needed it and which extra installs it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from types import ModuleType
 from .errors import RealESRError
 
 # extra -> (what it is called, its own pip requirement)
-EXTRAS = {"video": ("PyAV", "av"), "training": ("torchvision", "torchvision"), "ray": ("Ray", "'ray[client]'")}
+EXTRAS = {"video": ("PyAV", "av"), "training": ("torchvision", "torchvision"), "ray": ("Ray", "'ray[client]'"),
+          "export": ("onnx, onnxruntime and ncnn", "onnx onnxruntime ncnn")}
 
 
 def import_extra(module: str, extra: str, purpose: str) -> ModuleType:

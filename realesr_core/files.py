@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+MANIFEST = "manifest.json"  # in a work folder: which parts are finished, and the job they belong to
+
 
 def write_atomically(path: str | os.PathLike, write: Callable[[Path], None], suffix: str | None = None) -> Path:
     """Runs `write` on a temporary file beside `path`, then renames it over `path`.
@@ -22,14 +24,15 @@ def write_atomically(path: str | os.PathLike, write: Callable[[Path], None], suf
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=suffix or path.suffix)
-    os.close(fd)
+    temporary = None
     try:
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=suffix or path.suffix)
+        os.close(fd)
         write(Path(temporary))
         os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, path)
     finally:
-        if os.path.exists(temporary):
+        if temporary is not None and os.path.exists(temporary):
             os.unlink(temporary)
     return path
 
@@ -41,6 +44,82 @@ def remove_temporaries(path: str | os.PathLike) -> None:
     # mkstemp's names: the prefix, 8 random characters, the suffix (another target's have more in between)
     for temporary in path.parent.glob(f".{glob.escape(path.stem)}.????????{glob.escape(path.suffix)}"):
         temporary.unlink(missing_ok=True)
+
+
+def unwritable_reason(folder: str | os.PathLike) -> str | None:
+    """Why files cannot be written in `folder` (made where missing), or None when they can: found by writing a
+    probe file into the nearest folder that exists, since permission bits alone do not tell (read-only mounts,
+    /sys, network shares, root's rights)."""
+    existing = Path(folder).absolute()
+    while not existing.exists():
+        if existing.is_symlink():
+            return f"{existing} is a broken link"
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    try:
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".realesr-probe.")
+    except OSError as exc:
+        return f"cannot write in {existing} ({exc.strerror or exc})"
+    os.close(fd)
+    os.unlink(probe)
+    return None
+
+
+def work_folder(target: str | os.PathLike) -> Path:
+    """The hidden folder beside `target` that holds its finished parts (`.NAME.parts`)."""
+    target = Path(target)
+    return target.parent / f".{target.name}.parts"
+
+
+def clear_unfinished(target: str | os.PathLike, keep_parts: bool) -> int:
+    """Removes what an unfinished run left of `target`: the temporaries of its writes (beside it, and in its work
+    folder), and the work folder itself unless `keep_parts` and it holds finished parts. Returns how many finished
+    parts were kept. Only once nothing writes `target` any more."""
+    remove_temporaries(target)
+    folder = work_folder(target)
+    for temporary in folder.glob(".*"):  # a part's or the manifest's write that was cut short
+        temporary.unlink(missing_ok=True)
+    finished = 0
+    if keep_parts:
+        try:
+            done = json.loads((folder / MANIFEST).read_text())["done"]
+            finished = sum(1 for index in done if next(folder.glob(f"part{int(index):05d}.*"), None) is not None)
+        except (OSError, ValueError, KeyError, TypeError):
+            finished = 0
+    if not finished:
+        shutil.rmtree(folder, ignore_errors=True)
+    return finished
+
+
+class HeldFolder:
+    """A folder (made if missing) held open for a run, so that its removal, moving or unmounting is noticed: a folder
+    made later under its name is another one, even where the file system hands out the same inode number again (it
+    cannot while this one is held)."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self._fd: int | None = os.open(self.path, os.O_RDONLY)
+        except OSError:  # systems that cannot open folders (Windows): the folder's identity alone
+            self._fd = None
+        made = os.fstat(self._fd) if self._fd is not None else self.path.stat()
+        self._identity = (made.st_dev, made.st_ino)
+
+    def gone(self) -> bool:
+        if self._fd is not None and os.fstat(self._fd).st_nlink == 0:
+            return True  # deleted
+        try:
+            now = self.path.stat()
+        except OSError:
+            return True
+        return (now.st_dev, now.st_ino) != self._identity
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def _umask() -> int:
@@ -56,8 +135,8 @@ class WorkFolder:
 
     def __init__(self, target: Path, key: dict[str, Any], resume: bool, suffix: str) -> None:
         self.suffix = suffix
-        self.folder = target.parent / f".{target.name}.parts"
-        self.manifest = self.folder / "manifest.json"
+        self.folder = work_folder(target)
+        self.manifest = self.folder / MANIFEST
         state = self._read() if resume else None
         if state is None or state.get("job") != key:
             if resume and state is not None:

@@ -1,28 +1,47 @@
-"""The one progress line of the command line and of the Ray driver: done of total, rate and time left, on stderr."""
+"""The one progress line of the command line and of the Ray driver (done of total, rate and time left, on stderr),
+and `say`, which puts a message on a line of its own while a bar is drawn."""
 
 from __future__ import annotations
 
 import sys
 import time
+from typing import TextIO
 
 SHOW_AFTER_SECONDS = 1.0  # work that ends sooner shows no bar at all
 BAR_WIDTH = 30
+
+_bar_width = 0  # characters of the bar drawn on stderr's last line, without its newline (0: none is)
+
+
+def say(message: str, file: TextIO | None = None) -> None:
+    """`message` on a line of its own (on stderr unless told): a bar being drawn is ended first, and comes back on
+    the next line with its next update."""
+    end_bar_line()
+    print(message, file=file or sys.stderr, flush=True)
+
+
+def end_bar_line() -> None:
+    """Ends the line of a bar drawn on stderr, if one is."""
+    global _bar_width
+    if _bar_width:
+        print(file=sys.stderr, flush=True)
+        _bar_width = 0
 
 
 class ProgressBar:
     """A one-line counter on stderr with the rate and the time left, shown for work that takes more than a moment.
 
     Called with (done, total, note); a total of None means "not known yet" (a plan still being made): the line then
-    shows the count and the rate without a bar or an estimate. Lines printed while the bar shows go through `print`,
-    which clears the bar first, so that no line is glued to it."""
+    shows the count and the rate without a bar or an estimate. Lines meant to appear while it shows go through
+    `say`."""
 
     def __init__(self, label: str, unit: str = "tiles") -> None:
         self.label, self.unit = label, unit
         self.started = time.perf_counter()
         self.shown = False
-        self.width = 0  # characters of the line shown last, to clear it
 
     def __call__(self, done: int, total: int | None, note: str = "") -> None:
+        global _bar_width
         elapsed = time.perf_counter() - self.started
         if elapsed < SHOW_AFTER_SECONDS and not self.shown:
             return
@@ -35,20 +54,11 @@ class ProgressBar:
             left = (total - done) / rate if rate > 0 else 0.0
             line = (f"{self.label} [{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {done}/{total} {self.unit}, "
                     f"{rate:.1f}/s, {format_duration(left)} left {note}")
-        print(f"\r{line.ljust(self.width)}", end="", file=sys.stderr, flush=True)
-        self.width = len(line)
-
-    def print(self, line: str, file=None) -> None:
-        """Prints `line` (on stdout unless told) on a line of its own; the bar comes back with the next update."""
-        if self.shown and self.width:
-            print(f"\r{' ' * self.width}\r", end="", file=sys.stderr, flush=True)
-            self.width = 0
-        print(line, file=file or sys.stdout, flush=True)
+        print(f"\r{line.ljust(_bar_width)}", end="", file=sys.stderr, flush=True)  # padded over a longer last line
+        _bar_width = len(line)
 
     def close(self) -> None:
-        if self.width:  # the bar is on screen: end its line
-            print(file=sys.stderr)
-            self.width = 0
+        end_bar_line()
 
 
 def format_duration(seconds: float) -> str:

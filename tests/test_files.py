@@ -47,3 +47,49 @@ def test_temporaries_left_by_a_killed_writer_are_removed_and_nothing_else(tmp_pa
     remove_temporaries(tmp_path / "a[1].png")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)
 
+
+
+def test_unwritable_folders_are_found_by_writing(tmp_path: Path) -> None:
+    from realesr_core.files import unwritable_reason
+
+    (tmp_path / "file").write_text("x")
+    assert unwritable_reason(tmp_path / "new" / "deeper") is None and not (tmp_path / "new").exists()
+    assert unwritable_reason(tmp_path / "file" / "sub") == f"{tmp_path / 'file'} is a file, not a folder"
+    assert unwritable_reason("/sys/out") == "cannot write in /sys (Permission denied)"  # root too: sysfs refuses
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # the probe is gone
+
+
+def test_what_an_unfinished_output_left_is_cleared_but_finished_parts_kept(tmp_path: Path) -> None:
+    import json
+
+    from realesr_core.files import WorkFolder, clear_unfinished
+
+    target = tmp_path / "clip_x4.mkv"
+    work = WorkFolder(target, {"job": 1}, resume=False, suffix=".mp4")
+    work.part(0).write_bytes(b"segment")
+    work.finish(0, 24, 0)
+    work.part(1).write_bytes(b"not noted as finished")
+    (work.folder / ".part00002.abcdefgh.mp4").write_bytes(b"cut short")
+    (tmp_path / ".clip_x4.abcdefgh.mkv").write_bytes(b"cut short")
+    assert clear_unfinished(target, keep_parts=True) == 1
+    assert sorted(p.name for p in work.folder.iterdir()) == ["manifest.json", "part00000.mp4", "part00001.mp4"]
+    assert json.loads((work.folder / "manifest.json").read_text())["done"] == {"0": [24, 0]}
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".clip_x4.mkv.parts"]
+    assert clear_unfinished(target, keep_parts=False) == 0
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_held_folder_notices_it_is_gone_even_when_made_again(tmp_path: Path) -> None:
+    import shutil
+
+    from realesr_core.files import HeldFolder
+
+    held = HeldFolder(tmp_path / "out")
+    try:
+        assert not held.gone()
+        shutil.rmtree(tmp_path / "out")
+        assert held.gone()
+        (tmp_path / "out").mkdir()  # a new folder of the same name (on some file systems, with the same inode number)
+        assert held.gone()
+    finally:
+        held.close()

@@ -20,12 +20,15 @@ VIDEO_NOTE = ("Upload a video in Load Video (or put one in ComfyUI's input folde
               "frame (memory holds a few frames, not the clip) and keeps its audio; Save Video copies the result "
               "into output/ without encoding it again. realesr-animevideov3 is the fast model made for video.")
 TRAINING_FOLDER = "realesr_photos"  # a folder in ComfyUI's input directory holding the training photos
-FINETUNE_NOTE = ("Put a few dozen photos like the ones you want to upscale in ComfyUI's input/realesr_photos (any size "
-                 "from 128 px up; pick another folder in Load Training Images) and a held-out photo in Load Image. "
-                 "The fine-tune teaches realesr-animevideov3 (an anime model) your photos in 300 steps of L1 "
-                 "training on bicubic x4 pairs (minutes on a GPU, about ten on a CPU); the held-out photo, damaged "
-                 "the same way, is upscaled by the base model (top) and the fine-tuned one (bottom). Save Upscale "
-                 "Model keeps the result in models/upscale_models.")
+FINETUNE_NOTE = ("Put a few dozen photos like the ones you want to upscale in input/realesr_photos (128 px or more; "
+                 "or pick another folder in Load Training Images) and a held-out photo in Load Image. 300 steps "
+                 "teach realesr-animevideov3 your photos (minutes on a GPU, about ten on a CPU). The held-out "
+                 "photo, damaged the same way, is upscaled by the base model (top) and the fine-tuned one "
+                 "(bottom); Save Upscale Model keeps the result in models/upscale_models.")
+INTEROP_NOTE = ("Top: ComfyUI's Load Upscale Model into our Upscale Image. Bottom: our loader into ComfyUI's Upscale "
+                "Image (using Model). ComfyUI's loader reads models/upscale_models, where Save Upscale Model puts "
+                "RealESRGAN_x4plus.safetensors: on a first run ComfyUI skips the top row (its file is not there "
+                "yet) and runs the rest; run again for both. An identical model is never saved twice.")
 CHECKPOINT_NOTE = ("Needs a Stable Diffusion checkpoint in models/checkpoints (for example an SD 1.5 model); pick "
                    "it in Load Checkpoint. realesr's nodes need nothing else: the bundled RealESRGAN_x4plus is "
                    "converted from the official weights on first use.")
@@ -52,8 +55,8 @@ def upscale(node_id: int, pos: list[int], model: list[int], image: list[int], **
             "widgets": ours("RealESR_Upscale", **widgets), "size": [340, 260]}
 
 
-def note(node_id: int, pos: list[int], text: str) -> dict:
-    return {"id": node_id, "type": "Note", "pos": pos, "widgets": [text], "size": [320, 170]}
+def note(node_id: int, pos: list[int], text: str, height: int = 170) -> dict:
+    return {"id": node_id, "type": "Note", "pos": pos, "widgets": [text], "size": [320, height]}
 
 
 def generation(first_id: int, width: int = 512) -> list[dict]:
@@ -144,7 +147,7 @@ WORKFLOWS = {
          "size": [320, 60]},
         loader(2, [0, 120], "realesr-animevideov3"),
         load_image(3, [0, 240]),
-        note(4, [0, 630], FINETUNE_NOTE),
+        note(4, [0, 630], FINETUNE_NOTE, height=200),
         {"id": 5, "type": "RealESR_FineTune", "pos": [380, 0], "inputs": {"upscale_model": [2, 0], "images": [1, 0]},
          "widgets": ours("RealESR_FineTune", stage="net", steps=300, learning_rate=0.0002, degradation="bicubic_x4"),
          "size": [340, 390]},
@@ -170,8 +173,9 @@ WORKFLOWS = {
         {"id": 6, "type": "ImageUpscaleWithModel", "pos": [380, 350], "inputs": {"upscale_model": [5, 0], "image": [1, 0]},
          "size": [340, 50]},
         save(7, [780, 350], [6, 0], "realesr/interop_builtin_upscale"),
-        note(8, [0, 630], "Load Upscale Model needs RealESRGAN_x4plus.safetensors in models/upscale_models: "
-                          "realesr convert RealESRGAN_x4plus models/upscale_models/RealESRGAN_x4plus.safetensors"),
+        note(8, [0, 630], INTEROP_NOTE, height=200),
+        {"id": 9, "type": "RealESR_SaveModel", "pos": [380, 460], "inputs": {"upscale_model": [5, 0]},
+         "widgets": ours("RealESR_SaveModel", filename="RealESRGAN_x4plus"), "size": [340, 90]},
     ]),
 }
 

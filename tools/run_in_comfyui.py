@@ -18,6 +18,7 @@ import argparse
 import io
 import json
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -40,9 +41,14 @@ def call(server: str, path: str, payload: dict | None = None) -> bytes:
 
 
 def run(server: str, prompt: dict, timeout: float) -> dict:
-    queued = json.loads(call(server, "/prompt", {"prompt": prompt}))
-    if queued.get("node_errors"):
-        raise RuntimeError(f"ComfyUI refused the prompt: {queued['node_errors']}")
+    try:
+        queued = json.loads(call(server, "/prompt", {"prompt": prompt}))
+    except urllib.error.HTTPError as error:
+        raise RuntimeError(f"ComfyUI refused the prompt: {error.read().decode()[:2000]}") from None
+    if queued.get("node_errors"):  # ComfyUI runs the outputs that passed its checks and leaves out the others
+        left_out = {node: [e["message"] + ": " + e["details"] for e in found["errors"]]
+                    for node, found in queued["node_errors"].items()}
+        print(f"  ComfyUI left out the outputs of nodes that failed its checks: {left_out}")
     prompt_id = queued["prompt_id"]
     deadline = time.time() + timeout
     while time.time() < deadline:

@@ -4,13 +4,16 @@ imports this package."""
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
 from ..errors import RealESRError
 from ..models import zoo
-from . import degrade, models, train, upscale
+from . import degrade, export, models, train, upscale
+from .common import say, warnings_on_their_own_lines
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_parsers(sub)
     degrade.add_parser(sub)
     train.add_parsers(sub)
+    export.add_parser(sub)
     return parser
 
 
@@ -34,14 +38,18 @@ def use_cache_from_environment() -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     use_cache_from_environment()
+    # tifffile logs what it finds wrong in a damaged file; the input's failure line says it once, in our words
+    logging.getLogger("tifffile").setLevel(logging.ERROR)
     try:
-        return args.func(args)
+        with warnings_on_their_own_lines():
+            return args.func(args)
     except RealESRError as exc:
-        print(f"realesr: error: {exc}", file=sys.stderr)
+        say(f"realesr: error: {exc}")
         return 2
-    except KeyboardInterrupt:
-        print("\nrealesr: interrupted; nothing half-written was left (a video continues with --resume)", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:
+        left = getattr(stop, "left", "")
+        say(f"realesr: interrupted; {left}" if left else "realesr: interrupted")
+        return 128 + getattr(stop, "signal_number", signal.SIGINT)
 
 
 if __name__ == "__main__":

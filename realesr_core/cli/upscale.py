@@ -1,156 +1,247 @@
-"""`realesr upscale`: images, videos and folders of them."""
+"""`realesr upscale`: images, videos and folders of them. The job is checked and planned before any work (the
+library's `jobs`), then run input by input: a failure is that input's, named on its own line, and the run goes on;
+only what dooms every later file (a full disk, the output folder gone) stops it."""
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from ..errors import RealESRError
-from ..media import DEFAULT_MAX_PIXELS, READABLE_SUFFIXES, read_image
-from ..media.huge import open_for_streaming, output_fits_in_memory, upscale_to_tiff
-from ..media.images import image_shape
+from ..files import HeldFolder, clear_unfinished, remove_temporaries, unwritable_reason, work_folder
+from ..jobs import (
+    DEFAULT_QUALITY,
+    SIXTEEN_BIT_FORMATS,
+    TILED,
+    VIDEO,
+    PlannedFile,
+    SkipList,
+    UpscaleJob,
+    check_device,
+    check_job,
+    check_videos,
+    plan_upscale,
+)
+from ..media import DEFAULT_MAX_PIXELS, read_image
+from ..media.huge import open_for_streaming, upscale_to_tiff
+from ..media.images import output_format
 from ..media.upscale_file import upscale_image_file
-from ..media.video import VIDEO_SUFFIXES, VideoOptions, upscale_video
+from ..media.video import VideoOptions, upscale_video
 from ..models import ModelDescriptor, load_model, zoo
-from ..upscaling import UpscaleOptions
-from ..upscaling.channels import ALPHA_MODES
-from ..upscaling.device import available_memory, usable_cpus
-from ..upscaling.options import DEFAULT_BLEND, DEFAULT_BORDER, DEFAULT_OVERLAP, PRECISION_CHOICES
-from .common import ProgressBar, collect_inputs, model_help
+from ..upscaling import UpscaleOptions, usable_cpus
+from .common import (
+    Interrupted,
+    ProgressBar,
+    add_recursion_argument,
+    describe_error,
+    dooming_error,
+    interrupted_by_signals,
+    model_help,
+    say,
+)
+from .options import add_option_arguments, option_values
+
+TILING_OPTIONS = ["tile", "overlap", "blend", "border", "precision"]
+COMMAND_LINE_OPTIONS = [*TILING_OPTIONS, "outscale", "width", "height", "alpha", "compile"]
+
+STOPPED = 3  # exit status of a run stopped by what dooms every later file
 
 
-def output_path(source: Path, output: str | None, several: bool, scale_label: str, suffix: str | None = None) -> Path:
-    """The output file: as given, or NAME_x4.png beside the input (NAME_x4.tif for a TIFF, which keeps its format,
-    and for an image streamed because its result is too large for memory)."""
-    suffix = suffix or (".tif" if source.suffix.lower() in (".tif", ".tiff") else ".png")
-    default_name = f"{source.stem}_{scale_label}{suffix}"
-    if output is None:
-        return source.with_name(default_name)
-    target = Path(output)
-    if several or target.is_dir() or output.endswith(("/", "\\")):
-        return target / default_name
-    return target
-
-
-def video_output_path(source: Path, output: str | None, several: bool, scale_label: str) -> Path:
-    """The output video: as `output_path`, in the source's container where it holds every stream, else MKV."""
-    suffix = source.suffix.lower() if source.suffix.lower() in (".mkv", ".mp4", ".mov") else ".mkv"
-    return output_path(source, output, several, scale_label, suffix)
-
-
-def must_stream(height: int, width: int, channels: int, scale: int, asked: bool) -> bool:
-    """Whether an image goes tile row by tile row into a tiled TIFF: asked for, or its result would not fit."""
-    return asked or not output_fits_in_memory(height, width, channels, scale, available_memory(torch.device("cpu")))
+def job_from_arguments(args: argparse.Namespace) -> UpscaleJob:
+    """The job the command line describes (the model as an absolute path where it is a file, so that every process
+    finds it)."""
+    options = UpscaleOptions(**option_values(args, UpscaleOptions, COMMAND_LINE_OPTIONS))
+    video = VideoOptions(codec=args.codec, crf=args.crf, preset=args.encoder_preset,
+                         bit_depth=None if args.video_bits == "auto" else int(args.video_bits),
+                         skip_duplicates=args.skip_duplicates, resume=args.resume)
+    model = str(Path(args.model).resolve()) if Path(args.model).is_file() else args.model
+    return UpscaleJob(model, options, video, bits=None if args.bits == "auto" else int(args.bits),
+                      quality=args.quality or DEFAULT_QUALITY, max_pixels=args.max_pixels, device=args.device,
+                      cache_dir=str(zoo.cache_dir().resolve()), inputs=tuple(args.input), output=args.output,
+                      recursive=args.recursive, stream=args.stream)
 
 
 def cmd_upscale(args: argparse.Namespace) -> int:
-    model = load_model(args.model)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if args.ray is None:
-        model.module.to(device)  # our own copy of the model: moved once, not per image
-        if device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
-            torch.set_num_threads(usable_cpus())  # threads beyond the free cores stall each other
-    options = UpscaleOptions(tile=args.tile, overlap=args.overlap, blend=args.blend, border=args.border,
-                             precision=args.precision, alpha=args.alpha, outscale=args.outscale, width=args.width,
-                             height=args.height, device=device, compile=args.compile)
-    sources = collect_inputs(args.input, READABLE_SUFFIXES + VIDEO_SUFFIXES)
-    label = f"x{args.outscale:g}" if args.outscale else ("resized" if args.width or args.height else f"x{model.scale}")
-    failed: list[Path] = []
-    video = VideoOptions(codec=args.codec, crf=args.crf, preset=args.preset,
-                         bit_depth=None if args.video_bits == "auto" else int(args.video_bits),
-                         skip_duplicates=args.skip_duplicates, resume=args.resume)
+    job = job_from_arguments(args)
+    problems = check_job(job, quality_asked=args.quality is not None)
+    device = None
+    if args.ray is None:  # a cluster's workers pick their own devices
+        try:
+            device = check_device(args.device)
+        except RealESRError as exc:
+            problems.append(str(exc))
+    for problem in problems:
+        say(f"realesr: error: {problem}")
+    if problems:
+        return 2
+    model = load_model(job.model)
+    plan = plan_upscale(job, model.scale)
     if args.ray is not None:
         from ..cluster import upscale_on_ray
 
-        return upscale_on_ray(model, sources, args, options, video, label)
-    for source in sources:
-        if source.suffix.lower() in VIDEO_SUFFIXES:
-            if not _upscale_one_video(model, source, args, options, video, label, len(sources) > 1):
-                failed.append(source)
-            continue
+        with interrupted_by_signals():
+            return upscale_on_ray(model, plan, job, args.ray, args.ray_workers)
+    planned = list(plan)  # everything planned before any work: an output that would replace an input refuses here
+    if not planned:
+        summary = plan.skipped.summary()
+        raise RealESRError(f"no images or videos found in {', '.join(job.inputs)}" + (f" ({summary})" if summary
+                                                                                     else ""))
+    if any(entry.how == VIDEO for entry in planned) and (problems := check_videos(job)):
+        for problem in problems:
+            say(f"realesr: error: {problem}")
+        return 2
+    model.module.to(device)  # our own copy of the model: moved once, not per image
+    if device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(usable_cpus())  # threads beyond the free cores stall each other
+    with interrupted_by_signals():
+        return SerialRun(model, job, replace(job.options, device=device), planned, plan.skipped).run()
+
+
+class SerialRun:
+    """The planned inputs upscaled one after the other in this process, with what the log says about each."""
+
+    def __init__(self, model: ModelDescriptor, job: UpscaleJob, options: UpscaleOptions, planned: list[PlannedFile],
+                 skipped: SkipList) -> None:
+        self.model, self.job, self.options, self.planned, self.skipped = model, job, options, planned, skipped
+        self.failed: list[Path] = []
+        self.output_folder = Path(job.output) if job.output is not None and job.exact_output() is None else None
+
+    def run(self) -> int:
+        for entry in self.planned:
+            if entry.renamed:
+                print(f"{entry.source} is written as {entry.target.name}: it {entry.renamed}")
+        folder = HeldFolder(self.output_folder) if self.output_folder is not None else None
         try:
-            height, width, channels = image_shape(source, args.max_pixels)
-            stream = must_stream(height, width, channels, model.scale, args.stream)
-            loaded = (open_for_streaming if stream else read_image)(source, args.max_pixels)
-            target = output_path(source, args.output, len(sources) > 1, label, ".tif" if stream else None)
-            bits = loaded.bit_depth if args.bits == "auto" else int(args.bits)
-            bar = ProgressBar(source.name)
-            started = time.perf_counter()
+            return self._run_all(folder)
+        finally:
+            if folder is not None:
+                folder.close()
+
+    def _run_all(self, folder: HeldFolder | None) -> int:
+        several = len(self.planned) > 1
+        for number, entry in enumerate(self.planned, 1):
+            if folder is not None and folder.gone():
+                say(f"realesr: error: the output folder {folder.path} is gone (deleted, moved or unmounted during the "
+                    f"run); stopped before {entry.source}")
+                return self._end(STOPPED, number - 1)
+            if entry.problem:
+                self._fail(entry.source, entry.problem)
+                continue
             try:
-                if stream:
-                    upscale_to_tiff(model, loaded, target, options, bit_depth=bits, progress=bar)
-                    summary = "streamed to a tiled TIFF"
-                else:
-                    result = upscale_image_file(model, loaded, target, options, bit_depth=bits, quality=args.quality,
-                                                progress=bar)
-                    summary = (f"{result.tile_count} tile(s) of {result.tile_size} px, {result.precision}"
-                               + (f", {result.fp32_reruns} re-run in fp32" if result.fp32_reruns else ""))
-            finally:
-                bar.close()
-        except RealESRError as exc:
-            failed.append(source)
-            print(f"realesr: error: {source}: {exc}", file=sys.stderr)
-            continue
-        print(f"{source} ({width}x{height}) -> {target} ({bits}-bit) with {model.name or model.source}: "
-              f"{time.perf_counter() - started:.1f} s, {summary}")
-    if failed and len(sources) > 1:
-        print(f"realesr: {len(failed)} of {len(sources)} failed: {', '.join(str(p) for p in failed)}", file=sys.stderr)
-    return 1 if failed else 0
+                remove_temporaries(entry.target)  # what a killed run (kill -9) left of this output
+                line = self._upscale(entry)
+            except KeyboardInterrupt as stop:
+                raise Interrupted(getattr(stop, "signal_number", None), self._left_by(entry, keep_parts=True)) from None
+            except Exception as exc:  # noqa: BLE001 - any failure is this input's; the run goes on
+                doomed = self._dooming(exc)
+                left = self._left_by(entry, keep_parts=doomed is not None)
+                if doomed is not None:
+                    say(f"realesr: error: {entry.source}: {doomed}; stopped, since every later file would fail too "
+                        f"({left})")
+                    return self._end(STOPPED, number - 1)
+                self._fail(entry.source, describe_error(exc))
+                continue
+            print(f"[{number}/{len(self.planned)}] {line}" if several else line, flush=True)
+        return self._end(1 if self.failed else 0, len(self.planned))
 
+    def _dooming(self, exc: BaseException) -> str | None:
+        """What dooms every later file, if `exc` says so: a full disk, a file system gone read-only, an output
+        folder that can no longer be written."""
+        if (doomed := dooming_error(exc)) is not None:
+            return describe_error(doomed)
+        if self.output_folder is not None and (reason := unwritable_reason(self.output_folder)):
+            return reason
+        return None
 
-def _upscale_one_video(model: ModelDescriptor, source: Path, args: argparse.Namespace, options: UpscaleOptions,
-                       video: VideoOptions, label: str, several: bool) -> bool:
-    """One video; False (and the reason on stderr) when it failed, so the other inputs still run."""
-    target = video_output_path(source, args.output, several, label)
-    bar = ProgressBar(source.name, "frames")
-    started = time.perf_counter()
-    try:
-        result = upscale_video(model, source, target, options, video, progress=bar)
-    except RealESRError as exc:
-        print(f"realesr: error: {source}: {exc}", file=sys.stderr)
-        return False
-    finally:
-        bar.close()
-    print(f"{source} -> {target} ({result.size[0]}x{result.size[1]}, {result.frames} frames "
-          f"({result.duplicates} repeated), {result.bit_depth}-bit, "
-          f"{result.copied_streams} audio/subtitle stream(s) copied): {time.perf_counter() - started:.1f} s")
-    return True
+    def _upscale(self, entry: PlannedFile) -> str:
+        """Makes the entry's output; returns its line for the log."""
+        started = time.perf_counter()
+        bar = ProgressBar(entry.source.name, "frames" if entry.how == VIDEO else "tiles")
+        try:
+            if entry.how == VIDEO:
+                result = upscale_video(self.model, entry.source, entry.target, self.options, self.job.video,
+                                       progress=bar)
+                return (f"{entry.source} -> {entry.target} ({result.size[0]}x{result.size[1]}, {result.frames} frames "
+                        f"({result.duplicates} repeated), {result.bit_depth}-bit, {result.copied_streams} "
+                        f"audio/subtitle stream(s) copied): {time.perf_counter() - started:.1f} s")
+            height, width, _channels = entry.shape
+            loaded = (open_for_streaming if entry.how == TILED else read_image)(entry.source, self.job.max_pixels)
+            bits = self.job.bits or loaded.bit_depth
+            if entry.how == TILED:
+                upscale_to_tiff(self.model, loaded, entry.target, self.options, bit_depth=bits, progress=bar)
+                summary = "streamed to a tiled TIFF"
+            else:
+                result = upscale_image_file(self.model, loaded, entry.target, self.options, bit_depth=bits,
+                                            quality=self.job.quality, progress=bar)
+                summary = (f"{result.tile_count} tile(s) of {result.tile_size} px, {result.precision}"
+                           + (f", {result.fp32_reruns} re-run in fp32" if result.fp32_reruns else ""))
+                if self.options.outscale or self.options.width or self.options.height:
+                    summary += (f", {result.passes} pass{'es' if result.passes > 1 else ''} of the x{self.model.scale} "
+                                f"model, then resized to {result.image.shape[-1]}x{result.image.shape[-2]}")
+                bits = bits if output_format(entry.target) in SIXTEEN_BIT_FORMATS else 8
+        finally:
+            bar.close()
+        return (f"{entry.source} ({width}x{height}) -> {entry.target} ({bits}-bit) with "
+                f"{self.model.name or self.model.source}: {time.perf_counter() - started:.1f} s, {summary}")
+
+    def _left_by(self, entry: PlannedFile, keep_parts: bool) -> str:
+        """Clears what the entry's unfinished output left (temporaries, a video's parts folder), except a video's
+        finished segments where `keep_parts` (a re-run with --resume continues from them); says what is left."""
+        kept = clear_unfinished(entry.target, keep_parts and entry.how == VIDEO) if entry.target is not None else 0
+        if kept:
+            return (f"no partial output is left; the {kept} finished segment(s) of {entry.source.name} are kept in "
+                    f"{work_folder(entry.target)}: run the same command with --resume to continue from them, or delete "
+                    f"that folder")
+        return "no partial output is left"
+
+    def _fail(self, source: Path, reason: str) -> None:
+        self.failed.append(source)
+        say(f"realesr: error: {source}: {reason}")
+
+    def _end(self, status: int, tried: int) -> int:
+        """The run's last lines: what was skipped, what failed, where a stopped run stopped."""
+        if summary := self.skipped.summary():
+            say(f"realesr: {summary}")
+        if self.failed and len(self.planned) > 1:
+            say(f"realesr: {len(self.failed)} of {len(self.planned)} failed: {', '.join(map(str, self.failed))}")
+        if status == STOPPED:
+            say(f"realesr: stopped after {tried} of {len(self.planned)} inputs; the outputs made are complete, and "
+                f"running the same command again makes them all")
+        return status
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    up = sub.add_parser("upscale", help="upscale image files")
+    up = sub.add_parser("upscale", help="upscale images, videos and folders of them")
     up.add_argument("input", nargs="+",
-                    help="image files (PNG, JPEG, WebP, TIFF, BMP, GIF), videos (MP4, MKV, MOV, WebM, AVI) or folders")
-    up.add_argument("-o", "--output", help="output file (one input) or directory (default: beside each input)")
+                    help="image files (PNG, JPEG, WebP, TIFF, BMP, GIF), videos (MP4, MKV, MOV, WebM, AVI, TS, MPG, "
+                         "...) or folders of them (sub-folders too; what a file is comes from its content)")
+    up.add_argument("-o", "--output",
+                    help="output file (one input file) or folder, the input folders' tree mirrored in it (default: "
+                         "beside each input)")
+    add_recursion_argument(up)
     up.add_argument("-m", "--model", default=zoo.DEFAULT_MODEL, help=model_help())
-    up.add_argument("--tile", type=int, default=0, help="tile size in input pixels (0 = from free memory)")
-    up.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, help="context pixels around each tile")
-    up.add_argument("--blend", type=int, default=DEFAULT_BLEND, help="half-width of the cross-fade between tiles")
-    up.add_argument("--border", type=int, default=DEFAULT_BORDER,
-                    help="pixels reflected around the image (0: the network's own edges; ncnn and Real-ESRGAN use 10)")
-    up.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
-                    help="auto: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32")
+    add_option_arguments(up, UpscaleOptions, TILING_OPTIONS)
     size = up.add_mutually_exclusive_group()
-    size.add_argument("-s", "--outscale", type=float, help="output scale factor (e.g. 2 with a x4 model)")
-    size.add_argument("--width", type=int, help="output width (height follows unless --height is given)")
-    up.add_argument("--height", type=int, help="output height (width follows unless --width is given)")
-    up.add_argument("--alpha", default="model", choices=ALPHA_MODES,
-                    help="upscale transparency with the model (as a gray image) or by a smooth resize")
+    add_option_arguments(size, UpscaleOptions, ["outscale", "width"], outscale="-s")
+    add_option_arguments(up, UpscaleOptions, ["height", "alpha"])
     up.add_argument("--bits", default="auto", choices=["auto", "8", "16"],
-                    help="output bit depth for PNG and TIFF (auto: as the input)")
-    up.add_argument("--quality", type=int, default=95, choices=range(1, 101), metavar="1..100",
-                    help="JPEG / WebP quality of the output (the format follows the output's extension)")
+                    help="output bit depth for PNG and TIFF (auto: as the input; JPEG, WebP and BMP hold 8)")
+    up.add_argument("--quality", type=int, choices=range(1, 101), metavar="1..100",
+                    help=f"quality of a JPEG or WebP output (default {DEFAULT_QUALITY}; the format follows the output's "
+                         f"extension)")
     up.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                     help=f"refuse larger inputs (default {DEFAULT_MAX_PIXELS:,}, as Pillow's decompression-bomb limit)")
-    up.add_argument("--codec", default="libx264",
-                    help="video encoder: libx264, libx265, libsvtav1, ffv1, or an NVENC one where the GPU has it")
+    up.add_argument("--codec", default=None,
+                    help="video encoder: libx264, libx265, libsvtav1, ffv1, or an NVENC one where the GPU has it "
+                         "(default: the source's family: libx265 for HEVC, libsvtav1 for AV1 and VP9, else libx264)")
     up.add_argument("--crf", type=int, default=18, help="video quality (constant rate factor; lower is better)")
-    up.add_argument("--preset", default="medium", help="video encoder speed preset")
+    up.add_argument("--encoder-preset", default=None,
+                    help="video encoder speed preset, e.g. veryfast or slow for x264 (default: the encoder's own)")
     up.add_argument("--video-bits", default="auto", choices=["auto", "8", "10"],
                     help="video output bit depth (auto: 10 for a 10-bit source, else 8)")
     up.add_argument("--skip-duplicates", type=float, metavar="LEVELS",
@@ -162,7 +253,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     help="write the result tile row by tile row into a tiled TIFF, never holding it in memory "
                          "(chosen by itself when the result would not fit)")
     up.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
-    up.add_argument("--compile", action="store_true", help="torch.compile the model (slow first call)")
+    add_option_arguments(up, UpscaleOptions, ["compile"])
     up.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                     help="spread the work over a Ray cluster (pip install 'realesr[ray]'): alone, a local Ray with this "
                          "machine's CPUs and GPUs; 'auto' or ray://host:port joins a running one. Re-running skips "
@@ -171,3 +262,4 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     help="upscalers on the cluster (default: one per GPU, or one per 4 CPUs without GPUs; more than "
                          "the GPUs share them, so that one's writing overlaps another's upscaling)")
     up.set_defaults(func=cmd_upscale)
+

@@ -32,8 +32,9 @@ from typing import Any
 
 from ..errors import RealESRError
 from ..files import remove_temporaries
+from ..jobs import UpscaleJob
 from .fleet import HeadWatch, Slot, last_line, ray_module
-from .units import ImageUnit, Job, Unit
+from .units import ImageUnit, Unit
 
 PARCEL_PIXELS = 1 << 18  # small images travel together up to 512x512 pixels of input...
 PARCEL_UNITS = 32  # ...and this many at most, so that the end of a run still spreads over the workers
@@ -87,7 +88,7 @@ class Fleet:
     leaving it stops them, and a stop before the end (an interruption, an error) removes the temporaries of the
     units they were writing once they are gone; `clean` says whether that could be done."""
 
-    def __init__(self, job: Job, slots: list[Slot], watch: HeadWatch | None = None) -> None:
+    def __init__(self, job: UpscaleJob, slots: list[Slot], watch: HeadWatch | None = None) -> None:
         ray = self.ray = ray_module()
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 

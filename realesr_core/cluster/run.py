@@ -7,7 +7,7 @@ and reports what failed. It alone writes manifests.
 
 from __future__ import annotations
 
-import argparse
+import itertools
 import os
 import sys
 import time
@@ -18,14 +18,13 @@ from typing import Any
 
 from ..errors import RealESRError
 from ..files import remove_temporaries
-from ..media.images import image_shape
-from ..media.video import VIDEO_SUFFIXES, VideoOptions, plan_video
-from ..models import ModelDescriptor, zoo
-from ..progress import ProgressBar
-from ..upscaling import UpscaleOptions
+from ..jobs import TILED, VIDEO, PlannedFile, UpscaleJob, UpscalePlan, check_videos
+from ..media import plan_video
+from ..models import ModelDescriptor
+from ..progress import ProgressBar, say
 from .dispatch import Fleet
 from .fleet import ClusterLost, HeadWatch, Slot, connect, plan_fleet, ray_module
-from .units import Item, Job, Manifest, Unit, huge_item, image_item, item_key, video_item
+from .units import Item, Manifest, Unit, huge_item, image_item, item_key, video_item
 
 
 @dataclass
@@ -37,40 +36,48 @@ class Outcome:
     failures: list[dict[str, Any]] = field(default_factory=list)
 
 
-def upscale_on_ray(model: ModelDescriptor, sources: list[Path], args: argparse.Namespace, options: UpscaleOptions,
-                   video: VideoOptions, label: str) -> int:
-    """The `upscale` command on Ray, with the options the command line parsed; returns its exit status."""
-    from ..cli.upscale import output_path, video_output_path
+def upscale_on_ray(model: ModelDescriptor, plan: UpscalePlan, job: UpscaleJob, address: str,
+                   workers: int | None) -> int:
+    """Runs `plan` (`jobs.plan_upscale(job, model.scale)`) on the Ray cluster at `address` ('local', 'auto',
+    host:port, ray://host:port) with `workers` upscalers (None: as the cluster's nodes allow); returns the exit
+    status of the `upscale` command: 0, or 1 when an input failed (each named on stderr and in the manifest).
 
-    job = Job(model=str(Path(args.model).resolve()) if Path(args.model).is_file() else args.model,
-              options=replace(options, device=None), video=replace(video, resume=True),
-              bits=None if args.bits == "auto" else int(args.bits), quality=args.quality, max_pixels=args.max_pixels,
-              device=args.device, cache_dir=str(zoo.cache_dir().resolve()))
-    several = len(sources) > 1
-    sources = [source.resolve() for source in sources]
-    targets = {}
-    for source in sources:
-        if source.suffix.lower() in VIDEO_SUFFIXES:
-            targets[source] = video_output_path(source, args.output, several, label).resolve()
-        else:
-            targets[source] = output_path(source, args.output, several, label).resolve()
-    manifest = Manifest(Path(os.path.commonpath([target.parent for target in targets.values()])))
+    The plan is consumed as the fleet asks for work (a huge archive starts at once, and the driver holds only what is
+    in flight), except where an output could land among the inputs (no output folder, or one overlapping an input
+    folder): then it is taken whole first, so that an output that would replace an input is refused (PlanError)
+    before any work, as without Ray. A video's segments are kept for a re-run (`video.resume`), whatever the job
+    says: re-running the same command is how a Ray run resumes."""
+    job = replace(job, video=replace(job.video, resume=True))
+    planned: Iterable[PlannedFile] = plan
+    if _outputs_may_meet_inputs(job):
+        planned = list(plan)
+        entries: Iterator[PlannedFile] = iter(planned)
+        folder = _common_folder([entry.target for entry in planned if entry.target is not None])
+    else:
+        entries = iter(planned)
+        exact = job.exact_output()
+        folder = exact.parent if exact is not None else Path(job.output or ".")
+    first = next(entries, None)  # nothing to do is said before a cluster is started
+    if first is None:
+        summary = plan.skipped.summary()
+        raise RealESRError(f"no images or videos found in {', '.join(job.inputs)}" + (f" ({summary})" if summary
+                                                                                     else ""))
+    manifest = Manifest(folder.resolve())
     started = time.perf_counter()
-    started_ray = connect(args.ray)
+    started_ray = connect(address)
     outcome = Outcome()
-    bar = ProgressBar("ray", "units")
+    slots: list[Slot] = []
     lost = False
     try:
-        watch = HeadWatch(args.ray)
-        slots = plan_fleet(args.device, args.ray_workers)
-        items = _plan_items(model, sources, targets, job, args, several, label, manifest, outcome, bar)
-        run_items(items, job, slots, manifest, outcome, watch, bar)
+        watch = HeadWatch(address)
+        slots = plan_fleet(job.device, workers)
+        items = plan_items(model, itertools.chain([first], entries), job, manifest, outcome)
+        run_items(items, job, slots, manifest, outcome, watch)
     except ClusterLost:
         lost = True
         raise
     except Interrupted as stop:
-        print(f"realesr: interrupted; {outcome.made} output(s) were made and recorded. {stop}",
-              file=sys.stderr)
+        say(f"realesr: interrupted; {outcome.made} output(s) were made and recorded. {stop}")
         return 130
     finally:
         manifest.close()
@@ -78,6 +85,8 @@ def upscale_on_ray(model: ModelDescriptor, sources: list[Path], args: argparse.N
             ray_module().shutdown()
     print(f"ray: {outcome.made} output(s) made, {outcome.skipped} already done, {len(outcome.failures)} failed in "
           f"{time.perf_counter() - started:.1f} s ({describe_fleet(slots)})")
+    if summary := plan.skipped.summary():
+        say(f"realesr: {summary}")
     return 1 if outcome.failures else 0
 
 
@@ -85,40 +94,58 @@ class Interrupted(RealESRError):
     """Ctrl+C during a run; says what was left behind."""
 
 
-def _plan_items(model: ModelDescriptor, sources: list[Path], targets: dict[Path, Path], job: Job,
-                args: argparse.Namespace, several: bool, label: str, manifest: Manifest, outcome: Outcome,
-                bar: ProgressBar) -> Iterator[Item]:
-    """The items still to make, one source at a time as the fleet asks for work; those an earlier run made are
-    counted in `outcome.skipped`, and sources that cannot even be planned (unreadable header, not a video) are failed
-    rows. An image whose result would not fit in memory (or with --stream) is cut into tile rows and written as a
-    tiled TIFF, as without Ray."""
-    from ..cli.upscale import must_stream, output_path
+def _outputs_may_meet_inputs(job: UpscaleJob) -> bool:
+    """Whether an output of `job` could be one of its inputs: no output folder (outputs beside the inputs), or one
+    that is an input folder or holds one (an output folder inside an input folder is not searched)."""
+    if job.output is None:
+        return True
+    exact = job.exact_output()
+    root = (exact.parent if exact is not None else Path(job.output)).resolve()
+    for given in map(Path, job.inputs):
+        folder = (given if given.is_dir() else given.parent).resolve()
+        if folder.is_relative_to(root):
+            return True
+    return False
 
-    for source in sources:
-        target = targets[source]
+
+def _common_folder(targets: list[Path]) -> Path:
+    """The folder holding every target (the manifest's), or the current one without any."""
+    return Path(os.path.commonpath([target.resolve().parent for target in targets])) if targets else Path.cwd()
+
+
+def plan_items(model: ModelDescriptor, planned: Iterable[PlannedFile], job: UpscaleJob, manifest: Manifest,
+               outcome: Outcome) -> Iterator[Item]:
+    """The items still to make, one planned input at a time as the fleet asks for work; those an earlier run made
+    are counted in `outcome.skipped`, and inputs that cannot be made (a problem the plan found, a video that cannot be
+    read or encoded as asked) are failed rows. Paths are made absolute: the workers may run elsewhere."""
+    video_problems: list[str] | None = None  # what fails every video, found at the first one
+    for entry in planned:
+        source = entry.source.resolve()
+        target = entry.target.resolve() if entry.target is not None else None
+        if entry.renamed:
+            say(f"{entry.source} is written as {entry.target.name}: it {entry.renamed}", file=sys.stdout)
         try:
-            if source.suffix.lower() in VIDEO_SUFFIXES:
-                key = item_key(source, target, job)
-                item = None if manifest.done(key, target) else video_item(plan_video(model, source, target,
-                                                                                     job.options, job.video), key)
+            if entry.problem:
+                raise RealESRError(entry.problem)
+            key = item_key(source, target, job)
+            if manifest.done(key, target):
+                outcome.skipped += 1
+                continue
+            if entry.how == VIDEO:
+                video_problems = check_videos(job) if video_problems is None else video_problems
+                if video_problems:
+                    raise RealESRError("; ".join(video_problems))
+                item = video_item(plan_video(model, source, target, job.options, job.video), key)
+            elif entry.how == TILED:
+                item = huge_item(model, source, target, job, key)
             else:
-                height, width, channels = image_shape(source, job.max_pixels)
-                if must_stream(height, width, channels, model.scale, args.stream):
-                    target = output_path(source, args.output, several, label, ".tif").resolve()
-                    key = item_key(source, target, job)
-                    item = None if manifest.done(key, target) else huge_item(model, source, target, job, key)
-                else:
-                    key = item_key(source, target, job)
-                    item = None if manifest.done(key, target) else image_item(source, target, key, height * width)
+                item = image_item(source, target, key, entry.shape[0] * entry.shape[1])
         except RealESRError as exc:
             _record_failure(manifest, outcome, key=item_key(source, target, job),
                             status={"path": str(source), "target": str(target), "ok": False, "seconds": 0.0,
-                                    "error": str(exc), "nodes": []}, bar=bar)
+                                    "error": str(exc), "nodes": []})
             continue
-        if item is None:
-            outcome.skipped += 1
-        else:
-            yield item
+        yield item
 
 
 @dataclass
@@ -131,12 +158,12 @@ class _Open:
     error: str = ""
 
 
-def run_items(items: Iterable[Item], job: Job, slots: list[Slot], manifest: Manifest, outcome: Outcome,
-              watch: HeadWatch | None = None, bar: ProgressBar | None = None) -> Outcome:
+def run_items(items: Iterable[Item], job: UpscaleJob, slots: list[Slot], manifest: Manifest, outcome: Outcome,
+              watch: HeadWatch | None = None) -> Outcome:
     """Runs every unit of `items` (pulled as the fleet needs work) on one upscaler per slot, finishing each item once
     its units are back: joined where it has parts, recorded in `manifest`, counted in `outcome`. The driver holds
     only the items in flight. Ctrl+C stops the workers and raises Interrupted saying what was left."""
-    bar = bar or ProgressBar("ray", "units")
+    bar = ProgressBar("ray", "units")
     in_flight: dict[int, tuple[Item, Unit]] = {}  # a unit's position in the stream -> its item and itself
     open_items: dict[int, _Open] = {}
     counts = {"planned": 0, "done": 0, "failed": 0}
@@ -146,7 +173,7 @@ def run_items(items: Iterable[Item], job: Job, slots: list[Slot], manifest: Mani
         nonlocal planning
         for item in items:
             if not item.units:  # every unit done by an earlier run: only the join is left
-                _close(item, _Open(0), manifest, outcome, bar)
+                _close(item, _Open(0), manifest, outcome)
                 continue
             open_items[id(item)] = _Open(len(item.units))
             for unit in item.units:
@@ -172,7 +199,7 @@ def run_items(items: Iterable[Item], job: Job, slots: list[Slot], manifest: Mani
                     counts["failed"] += 1
                 state.left -= 1
                 if state.left == 0:
-                    _close(item, open_items.pop(id(item)), manifest, outcome, bar)
+                    _close(item, open_items.pop(id(item)), manifest, outcome)
                 bar(counts["done"] + counts["failed"], None if planning else counts["planned"],
                     f"({counts['failed']} failed)" if counts["failed"] else "")
     except KeyboardInterrupt:
@@ -193,7 +220,7 @@ def _left_behind(clean: bool) -> str:
             "resumes and removes them.")
 
 
-def _close(item: Item, state: _Open, manifest: Manifest, outcome: Outcome, bar: ProgressBar) -> None:
+def _close(item: Item, state: _Open, manifest: Manifest, outcome: Outcome) -> None:
     """An item whose units are all back: a failed row, or its parts joined (on the driver: one writer per output)
     and a made row."""
     status = {"path": str(item.source), "target": str(item.target), "ok": False, "seconds": round(state.seconds, 3),
@@ -205,18 +232,18 @@ def _close(item: Item, state: _Open, manifest: Manifest, outcome: Outcome, bar: 
         except RealESRError as exc:
             status["error"] = str(exc)
     if status["error"]:
-        _record_failure(manifest, outcome, item.key, status, bar)
+        _record_failure(manifest, outcome, item.key, status)
         return
     remove_temporaries(item.target)  # left by a worker whose node was lost while it wrote
     manifest.add(item.key, {**status, "ok": True})
     outcome.made += 1
-    bar.print(f"{item.source} -> {item.target}")
+    say(f"{item.source} -> {item.target}", file=sys.stdout)
 
 
-def _record_failure(manifest: Manifest, outcome: Outcome, key: str, status: dict[str, Any], bar: ProgressBar) -> None:
+def _record_failure(manifest: Manifest, outcome: Outcome, key: str, status: dict[str, Any]) -> None:
     manifest.add(key, status)
     outcome.failures.append(status)
-    bar.print(f"realesr: error: {status['path']}: {status['error']}", file=sys.stderr)
+    say(f"realesr: error: {status['path']}: {status['error']}")
 
 
 def describe_fleet(slots: list[Slot]) -> str:

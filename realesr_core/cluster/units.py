@@ -2,8 +2,8 @@
 
 Plain Python (no Ray): a unit is pickled into a row, run by a worker that reads and writes its own files, and
 recorded by the driver, which alone writes manifests. An image is one unit; a video is one unit per keyframe-aligned
-segment (media/video.py's segments, joined once all are done); an image too large for one worker is one unit per row
-of tiles (media/huge.py's grid, written by one writer once all rows are done).
+segment (`media.video`'s segments, joined once all are done); an image too large for one worker is one unit per row
+of tiles (`media.huge`'s grid, written by one writer once all rows are done).
 """
 
 from __future__ import annotations
@@ -14,38 +14,25 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from ..media.huge import TileRowPlan, plan_tile_rows, upscale_tile_row, write_tile_rows
-from ..media.images import read_image
-from ..media.upscale_file import upscale_image_file
-from ..media.video import VideoOptions, VideoPlan, join_segments, write_segment
+from ..jobs import UpscaleJob
+from ..media import (
+    TileRowPlan,
+    VideoPlan,
+    join_segments,
+    plan_tile_rows,
+    read_image,
+    upscale_image_file,
+    upscale_tile_row,
+    write_segment,
+    write_tile_rows,
+)
 from ..upscaling import UpscaleOptions
 
 MANIFEST_NAME = ".realesr-ray-manifest.jsonl"
-
-
-@dataclass(frozen=True)
-class Job:
-    """What every worker needs, the same for all units: the model (a bundled name or an absolute path, loaded once
-    per worker), how to upscale, encode and write."""
-
-    model: str
-    options: UpscaleOptions  # device None: each worker picks its own
-    video: VideoOptions
-    bits: int | None  # None: as the input
-    quality: int
-    max_pixels: int
-    device: str | None  # as asked on the command line (None: the worker's GPU, else its CPU)
-    cache_dir: str  # converted weights of bundled models
-
-    def key(self) -> dict[str, Any]:
-        """The settings that change an output (not where it is computed): part of each output's manifest key."""
-        options = {name: str(value) for name, value in asdict(self.options).items()}
-        return {"model": self.model, "options": options, "video": asdict(self.video), "bits": self.bits,
-                "quality": self.quality}
 
 
 @dataclass(frozen=True)
@@ -65,7 +52,7 @@ class ImageUnit:
         """The file it writes (atomically: a hidden temporary beside it until it is whole)."""
         return self.target
 
-    def run(self, model: Any, job: Job, options: UpscaleOptions) -> list[int]:
+    def run(self, model: Any, job: UpscaleJob, options: UpscaleOptions) -> list[int]:
         loaded = read_image(self.source, job.max_pixels)
         upscale_image_file(model, loaded, self.target, options, bit_depth=job.bits or loaded.bit_depth,
                            quality=job.quality)
@@ -105,7 +92,7 @@ class SegmentUnit(_PartUnit):
     def label(self) -> str:
         return f"{self.plan.source.name} segment {self.index + 1}/{len(self.plan.facts.segments)}"
 
-    def run(self, model: Any, job: Job, options: UpscaleOptions) -> list[int]:
+    def run(self, model: Any, job: UpscaleJob, options: UpscaleOptions) -> list[int]:
         return list(write_segment(model, self.plan, self.index, options, job.video))
 
 
@@ -119,7 +106,7 @@ class TileRowUnit(_PartUnit):
     def label(self) -> str:
         return f"{self.plan.source.name} tile row {self.index + 1}/{self.plan.rows}"
 
-    def run(self, model: Any, job: Job, options: UpscaleOptions) -> list[int]:
+    def run(self, model: Any, job: UpscaleJob, options: UpscaleOptions) -> list[int]:
         return [upscale_tile_row(model, self.plan, self.index, options, job.max_pixels)]
 
 
@@ -148,7 +135,7 @@ def video_item(plan: VideoPlan, key: str) -> Item:
     return Item(plan.source, plan.target, units, key, finish=functools.partial(join_segments, plan))
 
 
-def huge_item(model: Any, source: Path, target: Path, job: Job, key: str) -> Item:
+def huge_item(model: Any, source: Path, target: Path, job: UpscaleJob, key: str) -> Item:
     """The tile rows not finished by an earlier run of the same job, and the single writer of the tiled TIFF."""
     plan = plan_tile_rows(model, source, target, job.options, {"item": key}, bit_depth=job.bits,
                           max_pixels=job.max_pixels)
@@ -156,7 +143,7 @@ def huge_item(model: Any, source: Path, target: Path, job: Job, key: str) -> Ite
     return Item(source, target, units, key, finish=functools.partial(write_tile_rows, plan))
 
 
-def item_key(source: Path, target: Path, job: Job) -> str:
+def item_key(source: Path, target: Path | None, job: UpscaleJob) -> str:
     """Names the output, its source as it is now (size, modification time) and every setting that changes it."""
     try:
         stat = source.stat()
@@ -169,7 +156,8 @@ def item_key(source: Path, target: Path, job: Job) -> str:
 
 class Manifest:
     """The status row of every output of earlier runs (path, target, ok, seconds, error), one JSON line each
-    (`MANIFEST_NAME` in the outputs' folder): what a re-run skips. Written by the driver alone, a line at a time and
+    (`MANIFEST_NAME` in the output folder: hidden, so that a run over that folder neither takes it as an input nor
+    counts it among the outputs): what a re-run skips. Written by the driver alone, a line at a time and
     flushed at once (a killed driver loses at most the line being written, ignored on reading), and forced to disk
     once a second (a power cut loses at most that second: those outputs are made again)."""
 
@@ -177,24 +165,23 @@ class Manifest:
 
     def __init__(self, folder: Path) -> None:
         self.path = folder / MANIFEST_NAME
-        self.made: set[str] = set()
+        self.made: set[str] = set()  # what earlier runs made (this run plans each output once: not added)
         self.handle: IO[str] | None = None
         self.synced = 0.0
         if self.path.exists():
-            for line in self.path.read_text().splitlines():
-                try:
-                    status = json.loads(line)
-                    (self.made.add if status["ok"] else self.made.discard)(status["key"])
-                except (ValueError, KeyError, TypeError):
-                    continue
+            with open(self.path) as rows:  # line by line: a million rows are never one string
+                for line in rows:
+                    try:
+                        status = json.loads(line)
+                        (self.made.add if status["ok"] else self.made.discard)(status["key"])
+                    except (ValueError, KeyError, TypeError):
+                        continue
 
-    def done(self, key: str, target: Path) -> bool:
+    def done(self, key: str, target: Path | None) -> bool:
         """Whether the output named by `key` was made by an earlier run and is still there."""
-        return key in self.made and target.exists()
+        return key in self.made and target is not None and target.exists()
 
     def add(self, key: str, status: dict[str, Any]) -> None:
-        if status["ok"]:
-            self.made.add(key)
         if self.handle is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.handle = open(self.path, "a")  # noqa: SIM115 - kept open for the run, closed by `close`

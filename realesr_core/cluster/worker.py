@@ -14,8 +14,9 @@ from typing import Any
 import torch
 
 from ..errors import RealESRError
+from ..jobs import UpscaleJob
 from ..models import load_model, zoo
-from .units import Job, Unit
+from .units import Unit
 
 
 def worker_device(asked: str | None, has_gpu: bool) -> torch.device:
@@ -33,7 +34,7 @@ class Upscaler:
     parcels it is given. Workers read and write their own files; a unit that fails becomes a status row saying why,
     and the next unit of the parcel still runs."""
 
-    def __init__(self, job: Job) -> None:
+    def __init__(self, job: UpscaleJob) -> None:
         import ray
 
         zoo.set_cache_dir(job.cache_dir)

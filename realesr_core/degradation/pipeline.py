@@ -1,13 +1,15 @@
 """Real-ESRGAN's second-order degradation pipeline: sample parameters, then apply them.
 
-`sample_parameters` draws every random choice (per image, or once for the batch) from a `torch.Generator` and
-returns plain data that serialises to JSON; `apply_parameters` turns an image batch and such data into the
-degraded batch, deterministically (noise comes from seeds stored in the parameters). `degrade` does both.
+`sample_parameters` draws every random choice (per image, once for the batch, or split as the official training
+pipeline splits them: `batch_draws`) from a `torch.Generator` and returns plain data that serialises to JSON;
+`apply_parameters` turns an image batch and such data into the degraded batch, deterministically (noise comes from
+seeds stored in the parameters). `degrade` does both.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -177,6 +179,22 @@ def sample_blur_kernels(config: DegradationConfig, count: int, seed: int) -> lis
                           config.betap_range) for _ in range(count)]
 
 
+class _BatchDecisions:
+    """The choices Real-ESRGAN's training pipeline makes once per batch (`feed_data` draws them with Python's and
+    NumPy's RNGs for the whole batch): both resizes (direction, factor, mode), Gaussian or Poisson noise in both
+    stages, whether the second blur happens, and the final order and resize mode. Each is made at the first image
+    that needs it and kept for the rest of the batch; a fresh store per image makes them per image. Kernels, noise
+    amounts, gray noise and JPEG qualities stay per image, as the official dataset and degradations draw them."""
+
+    def __init__(self) -> None:
+        self.made: dict[str, Any] = {}
+
+    def once(self, key: str, make: Callable[[], Any]) -> Any:
+        if key not in self.made:
+            self.made[key] = make()
+        return self.made[key]
+
+
 def _sample_resize(draw: _Draw, probs: tuple[float, float, float], span: tuple[float, float],
                    modes: tuple[str, ...]) -> Params:
     direction = draw.choice(DIRECTIONS, probs)
@@ -185,19 +203,20 @@ def _sample_resize(draw: _Draw, probs: tuple[float, float, float], span: tuple[f
     return {"direction": direction, "factor": factor, "mode": draw.choice(modes)}
 
 
-def _sample_noise(draw: _Draw, gaussian_prob: float, sigma: tuple[float, float], poisson: tuple[float, float],
+def _sample_noise(draw: _Draw, gaussian: bool, sigma: tuple[float, float], poisson: tuple[float, float],
                   gray_prob: float) -> Params:
-    if draw.chance(gaussian_prob):
+    if gaussian:
         return {"type": "gaussian", "sigma": draw.uniform(*sigma), "gray": draw.chance(gray_prob), "seed": draw.seed()}
     return {"type": "poisson", "scale": draw.uniform(*poisson), "gray": draw.chance(gray_prob), "seed": draw.seed()}
 
 
-def _sample_one(draw: _Draw, c: DegradationConfig, height: int, width: int) -> Params:
+def _sample_one(draw: _Draw, c: DegradationConfig, height: int, width: int, batch: _BatchDecisions) -> Params:
     first = {
         "blur": sample_kernel(draw, c.kernel_prob, c.sinc_prob, c.blur_sigma, c.betag_range, c.betap_range)
         if draw.chance(c.blur_prob) else None,
-        "resize": _sample_resize(draw, c.resize_prob, c.resize_range, c.resize_modes),
-        "noise": _sample_noise(draw, c.gaussian_noise_prob, c.noise_range, c.poisson_scale_range, c.gray_noise_prob)
+        "resize": batch.once("resize", lambda: _sample_resize(draw, c.resize_prob, c.resize_range, c.resize_modes)),
+        "noise": _sample_noise(draw, batch.once("gaussian", lambda: draw.chance(c.gaussian_noise_prob)),
+                               c.noise_range, c.poisson_scale_range, c.gray_noise_prob)
         if draw.chance(c.noise_prob) else None,
         "jpeg": {"quality": draw.uniform(*c.jpeg_range)} if draw.chance(c.jpeg_prob) else None,
     }
@@ -205,17 +224,19 @@ def _sample_one(draw: _Draw, c: DegradationConfig, height: int, width: int) -> P
     if draw.chance(c.second_order_prob):
         second = {
             "blur": sample_kernel(draw, c.kernel_prob2, c.sinc_prob2, c.blur_sigma2, c.betag_range2, c.betap_range2)
-            if draw.chance(c.second_blur_prob) else None,
-            "resize": _sample_resize(draw, c.resize_prob2, c.resize_range2, c.resize_modes),
-            "noise": _sample_noise(draw, c.gaussian_noise_prob2, c.noise_range2, c.poisson_scale_range2,
-                                   c.gray_noise_prob2) if draw.chance(c.noise_prob) else None,
+            if batch.once("blur2", lambda: draw.chance(c.second_blur_prob)) else None,
+            "resize": batch.once("resize2", lambda: _sample_resize(draw, c.resize_prob2, c.resize_range2,
+                                                                   c.resize_modes)),
+            "noise": _sample_noise(draw, batch.once("gaussian2", lambda: draw.chance(c.gaussian_noise_prob2)),
+                                   c.noise_range2, c.poisson_scale_range2, c.gray_noise_prob2)
+            if draw.chance(c.noise_prob) else None,
         }
     sinc = None
     if draw.chance(c.final_sinc_prob):
         sinc = {"type": "sinc", "size": draw.choice(KERNEL_SIZES), "cutoff": draw.uniform(math.pi / 3, math.pi)}
     final = {
-        "order": draw.choice(("resize_then_jpeg", "jpeg_then_resize")),
-        "resize_mode": draw.choice(c.final_resize_modes),
+        "order": batch.once("order", lambda: draw.choice(("resize_then_jpeg", "jpeg_then_resize"))),
+        "resize_mode": batch.once("final_mode", lambda: draw.choice(c.final_resize_modes)),
         "sinc": sinc,
         "jpeg": {"quality": draw.uniform(*c.jpeg_range2)} if draw.chance(c.jpeg_prob2) else None,
     }
@@ -224,15 +245,20 @@ def _sample_one(draw: _Draw, c: DegradationConfig, height: int, width: int) -> P
 
 
 def sample_parameters(config: DegradationConfig, batch: int, height: int, width: int, seed: int | None = None,
-                      generator: torch.Generator | None = None, same_on_batch: bool = False) -> list[Params]:
-    """Draws one parameter set per image (or one shared by the whole batch), as JSON-serialisable dicts."""
+                      generator: torch.Generator | None = None, same_on_batch: bool = False,
+                      batch_draws: bool = False) -> list[Params]:
+    """Draws one parameter set per image (or one shared by the whole batch), as JSON-serialisable dicts. With
+    `batch_draws`, the choices the official training pipeline makes once per batch (resizes, noise kinds, the second
+    blur or not, the final order and resize mode) are shared by every image and the rest drawn per image."""
     if generator is None:
         generator = torch.Generator().manual_seed(0 if seed is None else int(seed) % 2**63)
     draw = _Draw(generator)
     if same_on_batch:
-        shared = _sample_one(draw, config, height, width)
+        shared = _sample_one(draw, config, height, width, _BatchDecisions())
         return [shared for _ in range(batch)]
-    return [_sample_one(draw, config, height, width) for _ in range(batch)]
+    decisions = _BatchDecisions()
+    return [_sample_one(draw, config, height, width, decisions if batch_draws else _BatchDecisions())
+            for _ in range(batch)]
 
 
 # ------------------------------------------------------------------------------------------------------ applying
@@ -327,12 +353,13 @@ def apply_parameters(images: torch.Tensor, params: list[Params], *, quantize: bo
 
 
 def degrade(images: torch.Tensor, config: DegradationConfig | str = "realesrgan_x4", *, seed: int | None = None,
-            generator: torch.Generator | None = None, same_on_batch: bool = False, quantize: bool = True,
-            keep_size: bool = False, sharpen_target: bool = False) -> Degraded:
-    """Samples and applies the full pipeline: per-image damage by default, the same on every image on request."""
+            generator: torch.Generator | None = None, same_on_batch: bool = False, batch_draws: bool = False,
+            quantize: bool = True, keep_size: bool = False, sharpen_target: bool = False) -> Degraded:
+    """Samples and applies the full pipeline: per-image damage by default, the same on every image on request, or
+    the official training split (`batch_draws`, see sample_parameters)."""
     check_images(images, ops.CHANNELS)
     if isinstance(config, str):
         config = get_preset(config)
     params = sample_parameters(config, images.shape[0], *images.shape[-2:], seed=seed, generator=generator,
-                               same_on_batch=same_on_batch)
+                               same_on_batch=same_on_batch, batch_draws=batch_draws)
     return apply_parameters(images, params, quantize=quantize, keep_size=keep_size, sharpen_target=sharpen_target)

@@ -26,16 +26,17 @@ from ..upscaling.channels import from_model_channels
 from ..upscaling.options import UpscaleOptions
 from ..upscaling.streaming import TileRows, band_tile, upscale_rows
 from .images import (
+    ImageMetadata,
     LoadedImage,
     detect_format,
     image_shape,
     read_image,
-    scaled_geotiff,
     tiff_metadata,
     to_pixels,
     to_tensor,
     write_tiff,
 )
+from .termination import terminating_cleanly
 
 OUTPUT_TILE = 256
 CONVERT_ROWS = 64  # output rows turned into stored pixels at a time (a small float copy, whatever the width)
@@ -102,8 +103,8 @@ def open_for_streaming(path: str | os.PathLike, max_pixels: int) -> LoadedImage:
     image_shape(path, max_pixels)
     if detect_format(path) == "tiff" and TiffRows.suits(path):
         rows = TiffRows(path)
-        icc, _orientation, geotiff = tiff_metadata(rows.page)
-        return LoadedImage(rows, 16 if rows.dtype == np.uint16 else 8, "tiff", icc, geotiff=geotiff)
+        metadata, _orientation = tiff_metadata(rows.page)
+        return LoadedImage(rows, 16 if rows.dtype == np.uint16 else 8, "tiff", metadata)
     return read_image(path, max_pixels)
 
 
@@ -121,36 +122,37 @@ def upscale_to_tiff(model: Any, loaded: LoadedImage, target: str | os.PathLike, 
     scale = describe(model).scale
 
     def read_rows(first: int, end: int) -> torch.Tensor:
-        return to_tensor(pixels[first:end])
+        return to_tensor(pixels[first:end], loaded.value_range)
 
     rows = upscale_rows(model, read_rows, height, width, channels, options, progress=progress, cancel=cancel)
-    geotiff = scaled_geotiff(loaded.geotiff, scale) if loaded.geotiff else None
     try:
-        return _write_tiled(target, _pixel_rows(rows, bits), (height * scale, width * scale, channels), bits,
-                            loaded.icc_profile, geotiff)
+        return _write_tiled(target, _pixel_rows(rows, bits, loaded.value_range),
+                            (height * scale, width * scale, channels), bits, loaded.metadata.scaled(scale))
     finally:
         if isinstance(pixels, TiffRows):
             pixels.close()
 
 
 def _write_tiled(target: Path, pixel_rows: Iterator[np.ndarray], shape: tuple[int, int, int], bits: int,
-                 icc_profile: bytes | None, geotiff: dict[int, tuple] | None) -> Path:
+                 metadata: ImageMetadata) -> Path:
     """Output rows (stored pixels, top to bottom, any number at a time) streamed into a tiled (Big)TIFF, atomically."""
-    dtype = np.uint16 if bits == 16 else np.uint8
+    dtype = {8: np.uint8, 16: np.uint16, 32: np.float32}[bits]
 
     def write(temporary: Path) -> None:
         tiles = _tiles(_strips(pixel_rows), shape[1])
-        write_tiff(temporary, tiles, shape if shape[2] > 1 else shape[:2], dtype, icc_profile, geotiff,
+        write_tiff(temporary, tiles, shape if shape[2] > 1 else shape[:2], dtype, metadata,
                    tile=(OUTPUT_TILE, OUTPUT_TILE))
 
-    return write_atomically(target, write)
+    with terminating_cleanly():  # the upscale runs inside the write: a stop must not leave the temporary behind
+        return write_atomically(target, write)
 
 
-def _pixel_rows(rows: Iterator[tuple[int, torch.Tensor]], bit_depth: int) -> Iterator[np.ndarray]:
+def _pixel_rows(rows: Iterator[tuple[int, torch.Tensor]], bit_depth: int,
+                value_range: tuple[float, float] | None) -> Iterator[np.ndarray]:
     """Finished output rows as stored pixels, a few rows at a time (no float copy of a whole block)."""
     for _first, block in rows:
         for top in range(0, block.shape[2], CONVERT_ROWS):
-            yield to_pixels(block[:, :, top : top + CONVERT_ROWS], bit_depth)
+            yield to_pixels(block[:, :, top : top + CONVERT_ROWS], bit_depth, value_range)
         del block  # let go of the row buffer before the next one is made
         _return_free_memory()
 
@@ -183,8 +185,8 @@ class TileRowPlan:
     scale: int
     bits: int
     rows: int
-    icc_profile: bytes | None
-    geotiff: dict[int, tuple] | None  # already scaled
+    metadata: ImageMetadata  # already scaled
+    value_range: tuple[float, float] | None  # a float image's, where it leaves 0..1
     work: WorkFolder
 
     def finished(self, row: int) -> bool:
@@ -205,9 +207,9 @@ def plan_tile_rows(model: Any, source: str | os.PathLike, target: str | os.PathL
     height, width, channels = loaded.pixels.shape
     options = replace(options, tile=options.tile or min(SPREAD_TILE, band_tile(model, width)))
     rows = TileRows(model, height, width, channels, options)
-    geotiff = scaled_geotiff(loaded.geotiff, rows.scale) if loaded.geotiff else None
     return TileRowPlan(source, target, options, (height, width, channels), rows.scale, bit_depth or loaded.bit_depth,
-                       rows.count, loaded.icc_profile, geotiff, WorkFolder(target, key, True, ".npz"))
+                       rows.count, loaded.metadata.scaled(rows.scale), loaded.value_range,
+                       WorkFolder(target, key, True, ".npz"))
 
 
 def upscale_tile_row(model: Any, plan: TileRowPlan, row: int, options: UpscaleOptions, max_pixels: int) -> int:
@@ -219,7 +221,7 @@ def upscale_tile_row(model: Any, plan: TileRowPlan, row: int, options: UpscaleOp
         rows = TileRows(model, *plan.shape, replace(options, tile=plan.options.tile))
         if rows.count != plan.rows:
             raise ImageError(f"{plan.source.name}: this worker cut {rows.count} rows of tiles, the plan {plan.rows}")
-        output = rows.upscale(lambda first, end: to_tensor(loaded.pixels[first:end]), row)[0]
+        output = rows.upscale(lambda first, end: to_tensor(loaded.pixels[first:end], plan.value_range), row)[0]
     finally:
         if isinstance(loaded.pixels, TiffRows):
             loaded.pixels.close()
@@ -228,7 +230,7 @@ def upscale_tile_row(model: Any, plan: TileRowPlan, row: int, options: UpscaleOp
     shared_below = rows.finished_before(row) - kept_top
     if shared_above > shared_below:
         raise ImageError(f"{plan.source.name}: tiles of {plan.options.tile} px are too small for the blend band")
-    own = to_pixels(rows.finish(output[None, :, shared_above:shared_below]), plan.bits)
+    own = to_pixels(rows.finish(output[None, :, shared_above:shared_below]), plan.bits, plan.value_range)
 
     def write(temporary: Path) -> None:
         np.savez(temporary, above=output[:, :shared_above].contiguous().numpy(), own=own,
@@ -249,13 +251,13 @@ def write_tile_rows(plan: TileRowPlan) -> Path:
             with np.load(plan.work.part(row)) as part:
                 above = torch.from_numpy(part["above"])
                 if carried is not None:
-                    yield to_pixels(from_model_channels((carried + above)[None], channels).clamp_(0, 1), plan.bits)
+                    yield to_pixels(from_model_channels((carried + above)[None], channels).clamp_(0, 1), plan.bits,
+                                    plan.value_range)
                 yield part["own"]
                 carried = torch.from_numpy(part["below"])
 
     height, width = plan.shape[0] * plan.scale, plan.shape[1] * plan.scale
-    path = _write_tiled(plan.target, pixel_rows(), (height, width, channels), plan.bits, plan.icc_profile,
-                        plan.geotiff)
+    path = _write_tiled(plan.target, pixel_rows(), (height, width, channels), plan.bits, plan.metadata)
     plan.work.remove()
     return path
 

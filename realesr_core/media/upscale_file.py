@@ -8,17 +8,16 @@ from collections.abc import Callable
 from typing import Any
 
 from ..upscaling import UpscaleOptions, UpscaleResult, upscale
-from .images import LoadedImage, scaled_geotiff, write_image
+from .images import LoadedImage, write_image
 
 
 def upscale_image_file(model: Any, loaded: LoadedImage, target: str | os.PathLike, options: UpscaleOptions, *,
                        bit_depth: int, quality: int, progress: Callable[[int, int], None] | None = None,
                        cancel: Callable[[], bool] | None = None) -> UpscaleResult:
-    """Upscales `loaded` and writes it to `target` (atomically) with its ICC profile, EXIF and GeoTIFF tags (pixel
-    size divided by the scale)."""
+    """Upscales `loaded` and writes it to `target` (atomically) with its metadata (resolution and GeoTIFF pixel size
+    following the scale) and, for a float image, its range."""
     result = upscale(model, loaded.tensor, options, progress=progress, cancel=cancel)
     factor = result.image.shape[-1] / loaded.pixels.shape[1]
-    geotiff = scaled_geotiff(loaded.geotiff, factor) if loaded.geotiff else None
-    write_image(target, result.image, bit_depth, quality=quality, icc_profile=loaded.icc_profile, exif=loaded.exif,
-                geotiff=geotiff)
+    write_image(target, result.image, bit_depth, quality=quality, metadata=loaded.metadata.scaled(factor),
+                value_range=loaded.value_range)
     return result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,8 +42,15 @@ class ModelDescriptor:
 
     @property
     def network(self) -> nn.Module:
-        """The bare architecture module whose state dict is the canonical one (no output resize)."""
-        return self.module.network if isinstance(self.module, OutputRescaled) else self.module
+        """The bare architecture module whose state dict is the canonical one (no output resize, no spandrel call)."""
+        if isinstance(self.module, (OutputRescaled, ThroughSpandrel)):
+            return self.module.network
+        return self.module
+
+    @property
+    def spandrel_descriptor(self) -> Any | None:
+        """The spandrel `ImageModelDescriptor` that runs a model of another architecture (None for ours)."""
+        return self.module.descriptor if isinstance(self.module, ThroughSpandrel) else None
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return self.network.state_dict()
@@ -56,18 +64,32 @@ class ModelDescriptor:
 
 class ThroughSpandrel(nn.Module):
     """Runs another loader's spandrel model the way spandrel does, one image at a time: its own call function (some
-    models return tuples or want extra input channels), its padding to the size requirements, its clamping."""
+    models return tuples or want extra input channels), its padding to the size requirements, its clamping.
+
+    In reduced precision it runs under autocast: several architectures build float32 tensors inside their forward
+    (SwinIR's attention mask for any size but its training size) and would otherwise fail on mixed types.
+    """
 
     def __init__(self, descriptor: Any) -> None:
         super().__init__()
-        self.model = descriptor.model  # registered, so parameters, copies and .to() follow the weights
-        self._descriptor = descriptor
+        self.network = descriptor.model  # registered, so parameters, copies and .to() follow the weights
+        self.descriptor = descriptor
+
+    def __deepcopy__(self, memo: dict) -> "ThroughSpandrel":
+        """A copy of the weights (the engine runs a copy on another device or in another precision) with a shallow
+        copy of the descriptor around them: what others hung on the descriptor (ComfyUI's model patcher) is shared,
+        never copied."""
+        descriptor = copy.copy(self.descriptor)
+        vars(descriptor)["_model"] = copy.deepcopy(self.network, memo)  # spandrel's read-only `model`
+        return ThroughSpandrel(descriptor)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self._descriptor(x[i : i + 1]) for i in range(x.shape[0])])
+        reduced = x.dtype in (torch.float16, torch.bfloat16)
+        with torch.autocast(x.device.type, dtype=x.dtype, enabled=reduced):
+            return torch.cat([self.descriptor(x[i : i + 1]).to(x.dtype) for i in range(x.shape[0])])
 
 
-def describe(model: Any) -> ModelDescriptor:
+def describe(model: Any, *, source: str = "spandrel", name: str | None = None) -> ModelDescriptor:
     """Our descriptor as it is, or one describing a spandrel descriptor (e.g. from ComfyUI's own loader), whose
     module calls through that descriptor; the weights are used as they are, not copied or converted."""
     if isinstance(model, ModelDescriptor):
@@ -79,14 +101,16 @@ def describe(model: Any) -> ModelDescriptor:
         return ModelDescriptor(
             module=ThroughSpandrel(model) if callable(model) else model.model,
             architecture=str(architecture),
-            hyperparameters={},
+            hyperparameters=dict(getattr(model.model, "hyperparameters", None) or {}),
             scale=int(model.scale),
             in_channels=int(getattr(model, "input_channels", 3)),
             out_channels=int(getattr(model, "output_channels", 3)),
             size_multiple=int(getattr(requirements, "multiple_of", 1) or 1),
             supports_fp16=bool(getattr(model, "supports_half", False)),
             supports_bf16=bool(getattr(model, "supports_bfloat16", False)),
-            source="spandrel",
+            source=source,
+            name=name,
+            tags=[str(tag) for tag in getattr(model, "tags", None) or []],
             tiling=tiling,
             channels_last=False,
         )

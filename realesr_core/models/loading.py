@@ -23,7 +23,7 @@ from ..files import write_atomically
 from . import registry, zoo
 from .archs.discriminator import UNetDiscriminatorSN
 from .archs.discriminator import read_hyperparameters as read_discriminator_hyperparameters
-from .descriptor import ModelDescriptor
+from .descriptor import ModelDescriptor, describe
 from .ncnn import read_ncnn
 from .rescaled import OutputRescaled
 from .spec import ArchitectureSpec, Hyperparameters, StateDict
@@ -104,11 +104,15 @@ def _read_pickle(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        # torch's message advises weights_only=False, which we never do; what it found follows "WeightsUnpickler error:"
+        text = str(exc)
+        found = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation")[0] if (
+            "WeightsUnpickler error:" in text) else text.splitlines()[0]
         raise ModelLoadError(
-            f"{path.name} was refused: it is a pickle that needs more than tensors and plain containers "
-            f"(only weights are loaded, never code): {str(exc).splitlines()[0]}"
+            f"{path.name} was refused: it is no pickle of tensors and plain containers, the only kind loaded (never "
+            f"code): {' '.join(found.split())}"
         ) from exc
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
         raise ModelLoadError(f"{path.name} is not a readable PyTorch checkpoint (truncated or damaged?): {exc}") from exc
 
 
@@ -124,12 +128,52 @@ def _from_state_dict(
         spec, hyperparameters = _read_metadata(metadata)
         output_rescale = float(metadata["output_rescale"]) if metadata.get("output_rescale") else None
     else:
-        state = registry.canonicalize(state)
-        spec, hyperparameters = registry.detect(state)
+        try:
+            canonical = registry.canonicalize(state)
+            found = registry.recognise(canonical)
+        except ModelLoadError as exc:  # like one of ours, but not quite: maybe a look-alike of another architecture
+            return _other_architecture(state, source=source, name=name, ours=exc)
+        if found is None:
+            return _other_architecture(state, source=source, name=name)
+        state, (spec, hyperparameters) = canonical, found
     network = _build(spec, hyperparameters)
     _check_state(network, state, spec.name)
     network.load_state_dict({k: v.float() for k, v in state.items()})
     return _describe_network(network, spec, hyperparameters, source=source, name=name, output_rescale=output_rescale)
+
+
+def _other_architecture(state: StateDict, *, source: str, name: str | None,
+                        ours: ModelLoadError | None = None) -> ModelDescriptor:
+    """A model of an architecture outside the ESRGAN family (SwinIR, HAT, SPAN, DnCNN, ...), loaded by spandrel as
+    ComfyUI's own loader does, and described so that the engine runs it through spandrel's call. `ours`: why our
+    families refused a state dict that looked like one of them (said again if spandrel cannot load it either)."""
+    where = f"{Path(source).name}: " if os.path.isfile(source) else ""
+    try:
+        import spandrel
+    except ImportError:
+        hint = "pip install 'realesr[spandrel]' (or pip install spandrel)"
+        if ours is not None:
+            raise ModelLoadError(f"{where}{ours} (a model of another architecture loads with spandrel: {hint})") \
+                from None
+        raise ModelLoadError(f"{where}not an ESRGAN-family model (expected {registry.expected_keys()}; found "
+                             f"{registry.describe_keys(state)}): another architecture, which needs spandrel: "
+                             f"{hint}") from None
+    _check_finite(state)
+    try:
+        loaded = spandrel.ModelLoader(device="cpu").load_from_state_dict(state)
+    except spandrel.UnsupportedModelError:
+        if ours is not None:
+            raise ModelLoadError(f"{where}{ours}") from None
+        raise ModelLoadError(f"{where}unrecognised model: neither {registry.expected_keys()} nor an architecture "
+                             f"spandrel {spandrel.__version__} knows; found {registry.describe_keys(state)}") from None
+    except Exception as exc:  # noqa: BLE001 - spandrel's own errors vary by architecture
+        raise ModelLoadError(f"{where}{ours or 'not an ESRGAN-family model'}; spandrel took it for another "
+                             f"architecture but could not load it: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(loaded, spandrel.ImageModelDescriptor):
+        raise ModelLoadError(f"{where}{loaded.architecture.name} is not an upscale model: it takes an image and a mask "
+                             f"(inpainting)")
+    loaded.model.eval().requires_grad_(False)
+    return describe(loaded, source=source, name=name)
 
 
 def new_model(architecture: str, **hyperparameters: Any) -> ModelDescriptor:
@@ -206,7 +250,12 @@ def _check_state(network: torch.nn.Module, state: StateDict, architecture: str) 
     for key, tensor in state.items():
         if not tensor.is_floating_point():
             raise ModelLoadError(f"{key} has dtype {tensor.dtype}; expected floating-point weights")
-        if not torch.isfinite(tensor).all():
+    _check_finite(state)
+
+
+def _check_finite(state: StateDict) -> None:
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise ModelLoadError(f"{key} contains NaN or infinite values: the file is damaged")
 
 
@@ -216,7 +265,8 @@ def _few(items: list[str], limit: int = 4) -> str:
 
 
 def save_model(model: ModelSource, path: str | os.PathLike) -> Path:
-    """Writes canonical safetensors whose metadata carries the architecture, so loading needs no guessing."""
+    """Writes canonical safetensors whose metadata carries the architecture, so loading needs no guessing (a model of
+    another architecture: its weights as spandrel loads them, detected again on loading)."""
     descriptor = load_model(model)
     path = Path(path)
     metadata = {
@@ -225,7 +275,9 @@ def save_model(model: ModelSource, path: str | os.PathLike) -> Path:
         "name": descriptor.name or path.stem,
         "source": descriptor.source,
     }
-    state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in descriptor.state_dict().items()}
+    # weights as float32, index buffers as they are; each tensor its own copy (safetensors refuses shared storage)
+    state = {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).clone(
+        memory_format=torch.contiguous_format) for k, v in descriptor.state_dict().items()}
     # ".tmp": ComfyUI lists model folders by extension, and must not offer a model that is still being written
     return write_atomically(path, lambda temporary: save_file(state, str(temporary), metadata=metadata), ".tmp")
 
@@ -234,20 +286,28 @@ def interpolate_models(model_a: ModelSource, model_b: ModelSource, weight_a: flo
     """Deep network interpolation: every weight becomes weight_a * a + (1 - weight_a) * b.
 
     Real-ESRGAN's denoise-strength control blends realesr-general-x4v3 (a) with its -wdn sibling (b) this way.
+    Models of other architectures (spandrel's) blend the same way when their weights have the same names and shapes.
     """
     a, b = load_model(model_a), load_model(model_b)
-    if (a.architecture, a.hyperparameters, a.output_rescale) != (b.architecture, b.hyperparameters, b.output_rescale):
+    state_a, state_b = a.state_dict(), b.state_dict()
+    same_weights = {k: tuple(v.shape) for k, v in state_a.items()} == {k: tuple(v.shape) for k, v in state_b.items()}
+    if (a.architecture, a.hyperparameters, a.output_rescale) != (b.architecture, b.hyperparameters, b.output_rescale) \
+            or not same_weights:
         raise ModelLoadError(f"cannot blend different networks: {a!r} and {b!r}")
     if not 0.0 <= weight_a <= 1.0:
         raise ModelLoadError(f"blend weight must be within 0..1, got {weight_a}")
-    state_b = b.state_dict()
-    blended = {k: weight_a * v + (1.0 - weight_a) * state_b[k] for k, v in a.state_dict().items()}
+    # integer buffers (index tables of attention models) are structure, not weights: a's are kept
+    blended = {k: weight_a * v + (1.0 - weight_a) * state_b[k] if v.is_floating_point() else v
+               for k, v in state_a.items()}
     source = f"{a.source} x {weight_a:g} + {b.source} x {1 - weight_a:g}"
     return _from_state_dict(blended, _metadata_for(a), source=source, name=None)
 
 
 def _metadata_for(descriptor: ModelDescriptor) -> dict[str, str]:
-    """What `_from_state_dict` needs to rebuild the network without detection."""
+    """What `_from_state_dict` needs to rebuild the network without detection; for another architecture (which
+    spandrel detects from the weights themselves) only its name, for people reading the file."""
+    if descriptor.spandrel_descriptor is not None:
+        return {"architecture": descriptor.architecture}
     return {
         FORMAT_KEY: FORMAT_VERSION,
         "architecture": descriptor.architecture,

@@ -7,7 +7,7 @@ architecture and hyper-parameters in their metadata and skip detection.
 from __future__ import annotations
 
 from ..errors import ModelLoadError
-from .archs import rrdbnet, srvgg
+from .detect import rrdbnet, srvgg
 from .spec import ArchitectureSpec, Hyperparameters, StateDict
 
 SPECS: dict[str, ArchitectureSpec] = {spec.name: spec for spec in (rrdbnet.SPEC, srvgg.SPEC)}
@@ -38,11 +38,26 @@ def canonicalize(state: StateDict) -> StateDict:
     return state
 
 
-def detect(state: StateDict) -> tuple[ArchitectureSpec, Hyperparameters]:
-    """The architecture of a canonical state dict and its constructor keywords, read from key names and shapes."""
+def recognise(state: StateDict) -> tuple[ArchitectureSpec, Hyperparameters] | None:
+    """The architecture of a canonical state dict and its constructor keywords, read from key names and shapes; None
+    when no family here matches its keys (another architecture, which spandrel may know)."""
     for spec in SPECS.values():
         if spec.matches(state):
             return spec, spec.read_hyperparameters(state)
-    sample = ", ".join(sorted(state)[:6])
-    expected = " or ".join(spec.expected_keys for spec in SPECS.values())
-    raise ModelLoadError(f"unrecognised model: expected {expected}; found {len(state)} keys such as {sample}")
+    return None
+
+
+def detect(state: StateDict) -> tuple[ArchitectureSpec, Hyperparameters]:
+    """As `recognise`, with an error that names the keys each family expects when none matches."""
+    found = recognise(state)
+    if found is None:
+        raise ModelLoadError(f"unrecognised model: expected {expected_keys()}; found {describe_keys(state)}")
+    return found
+
+
+def expected_keys() -> str:
+    return " or ".join(spec.expected_keys for spec in SPECS.values())
+
+
+def describe_keys(state: StateDict) -> str:
+    return f"{len(state)} keys such as {', '.join(sorted(state)[:6])}"

@@ -1,7 +1,8 @@
-"""What the library knows about one architecture, in one object: each module in `archs/` defines one of these.
+"""What the library knows about one architecture, in one object: each module in `detect/` defines one for its
+network in `archs/`.
 
 Loading, detection, tags and descriptors read everything architecture-specific from the spec, so adding a network
-means writing its module (the network and its spec) and adding one line to `registry.SPECS`.
+means writing its network in `archs/`, its spec in `detect/` and adding one line to `registry.SPECS`.
 """
 
 from __future__ import annotations

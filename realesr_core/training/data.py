@@ -1,6 +1,9 @@
 """Training images as people have them: a folder of high-resolution images (any format our readers take, 8 or 16 bit,
 gray or RGBA), or LR/HR pairs matched by relative path. Files that cannot be used are skipped with one warning that
-lists them; a folder with nothing usable is an error before any training starts. Images already in memory (ComfyUI
+lists them; a folder with nothing usable is an error before any training starts. A file whose header reads but whose
+pixels do not (a truncated download) is found when it is first read: it is skipped then, with a warning naming it,
+and the next readable image takes its place, the same one every time, so a replayed or resumed run sees the same
+data. Images already in memory (ComfyUI
 hands them over as tensors) are `TrainingImages`, checked as strictly: each was chosen, so a bad one is an error
 naming it.
 
@@ -13,9 +16,10 @@ from __future__ import annotations
 import functools
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +30,8 @@ from ..media.images import READABLE_SUFFIXES, image_shape, read_image
 
 CROP_OR_PAD_SIDE = 400  # the official dataset crops or pads every ground truth to 400x400 before degrading it
 ImageSource = Path | torch.Tensor  # an image file, or an image in memory: [C, H, W] float in 0..1, C = 1, 3 or 4
+ImageSourceT = TypeVar("ImageSourceT")
+ReadT = TypeVar("ReadT")
 
 
 def _image_files(folder: Path, what: str) -> list[Path]:
@@ -147,8 +153,22 @@ def load_rgb(source: ImageSource) -> torch.Tensor:
     return image.expand(3, -1, -1).clone() if image.shape[0] == 1 else image[:3]
 
 
+def first_readable(sources: Sequence[ImageSourceT], index: int, read: Callable[[ImageSourceT], ReadT]) -> ReadT:
+    """`read(sources[index])`, or, for a file that cannot be read, the next source that can (wrapping around), with
+    a warning naming the file: a file that fails fails every time, so the substitute is always the same."""
+    for offset in range(len(sources)):
+        source = sources[(index + offset) % len(sources)]
+        try:
+            return read(source)
+        except ImageError as exc:
+            if offset == len(sources) - 1:
+                raise RealESRError(f"none of the {len(sources)} training images can be read; the last: {exc}") from exc
+            warnings.warn(f"skipped an unreadable training image: {exc}", stacklevel=2)
+    raise RealESRError("no training images")
+
+
 def item_generator(seed: int, epoch: int, index: int) -> torch.Generator:
-    return torch.Generator().manual_seed(((seed * 1_000_003) + epoch) * 1_000_003 + index)
+    return torch.Generator().manual_seed((((seed * 1_000_003) + epoch) * 1_000_003 + index) % 2**63)
 
 
 def crop_or_pad(image: torch.Tensor, side: int, generator: torch.Generator) -> torch.Tensor:
@@ -200,7 +220,8 @@ class HighResolutionImages(torch.utils.data.Dataset):
     def __getitem__(self, item: tuple[int, int]) -> torch.Tensor:
         epoch, index = item
         generator = item_generator(self.seed, epoch, index)
-        return random_hflip(crop_or_pad(load_rgb(self.images[index]), self.side, generator), generator=generator)[0]
+        image = first_readable(self.images, index, load_rgb)
+        return random_hflip(crop_or_pad(image, self.side, generator), generator=generator)[0]
 
 
 @dataclass
@@ -218,8 +239,8 @@ class ImagePairs(torch.utils.data.Dataset):
     def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         epoch, index = item
         generator = item_generator(self.seed, epoch, index)
-        low_source, high_source = self.pairs[index]
-        low, high = paired_random_crop(load_rgb(low_source), load_rgb(high_source), self.patch, self.scale, generator)
+        low, high = first_readable(self.pairs, index, lambda pair: (load_rgb(pair[0]), load_rgb(pair[1])))
+        low, high = paired_random_crop(low, high, self.patch, self.scale, generator)
         flipped_low, flipped_high = random_hflip(low, high, generator=generator)
         return flipped_low, flipped_high
 
@@ -248,4 +269,5 @@ class StepBatches(torch.utils.data.Sampler):
 
     @functools.lru_cache(maxsize=2)  # noqa: B019 - two epochs at most are live; the sampler lives as long as its run
     def _order(self, epoch: int) -> list[int]:
-        return torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 7919 + epoch)).tolist()
+        generator = torch.Generator().manual_seed((self.seed * 7919 + epoch) % 2**63)
+        return torch.randperm(self.size, generator=generator).tolist()

@@ -8,21 +8,14 @@ import copy
 import torch
 from torch import nn
 
-OFFICIAL_DECAY = 0.999
-
-
-def decay_for_run(steps: int, decay: float = OFFICIAL_DECAY) -> float:
-    """`decay`, lowered for short runs so that the EMA averages over at most the last tenth of the run. A fine-tune
-    starts the EMA at the starting weights, and decay 0.999 averages over about 1000 steps: after 300 steps the EMA
-    would still be 74% the model it started from."""
-    return min(decay, max(0.0, 1.0 - 10.0 / steps))
+from .config import OFFICIAL_EMA_DECAY
 
 
 class ModelEMA:
     """A frozen copy of `model` whose parameters follow it, ema = decay·ema + (1-decay)·model, as the official step
     does; buffers (BatchNorm statistics, counters: Real-ESRGAN's generators have none) are copied as they are."""
 
-    def __init__(self, model: nn.Module, decay: float = OFFICIAL_DECAY) -> None:
+    def __init__(self, model: nn.Module, decay: float = OFFICIAL_EMA_DECAY) -> None:
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"EMA decay must be in [0, 1), got {decay}")
         self.decay = decay

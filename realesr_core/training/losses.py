@@ -18,12 +18,12 @@ from torch import nn
 
 from ..errors import RealESRError
 from ..extras import import_extra
+from .config import GAN_KINDS, MS_SSIM_MIN_SIDE
 
 VGG19_FILE = "vgg19-dcbb9e9d.pth"  # torchvision's VGG19_Weights.IMAGENET1K_V1
 # Pre-ReLU outputs of torchvision's `vgg19().features`, and Real-ESRGAN's weights for them.
 VGG_LAYERS = {"conv1_2": (2, 0.1), "conv2_2": (7, 0.1), "conv3_4": (16, 1.0), "conv4_4": (25, 1.0), "conv5_4": (34, 1.0)}
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-GAN_KINDS = ("vanilla", "hinge", "lsgan")
 # Wang et al. 2003: five scales, an 11-px Gaussian window of sigma 1.5, K1 = 0.01, K2 = 0.03 for data range 1.
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 SSIM_WINDOW, SSIM_SIGMA, SSIM_C1, SSIM_C2 = 11, 1.5, 0.01 ** 2, 0.03 ** 2
@@ -158,10 +158,9 @@ def ssim_terms(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Te
 def ms_ssim_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """1 - MS-SSIM of images in 0..1 (fp32 also under autocast): contrast-structure at four scales, full SSIM at the
     fifth, each clamped to be positive before its exponent so that the product and its gradient stay finite."""
-    smallest = SSIM_WINDOW * 2 ** (len(MS_SSIM_WEIGHTS) - 1)
-    if min(output.shape[-2:]) < smallest:
-        raise RealESRError(f"MS-SSIM needs crops of at least {smallest} px a side (five scales of an {SSIM_WINDOW}-px "
-                           f"window); got {output.shape[-2]}x{output.shape[-1]}")
+    if min(output.shape[-2:]) < MS_SSIM_MIN_SIDE:
+        raise RealESRError(f"MS-SSIM needs crops of at least {MS_SSIM_MIN_SIDE} px a side (five scales of an "
+                           f"{SSIM_WINDOW}-px window); got {output.shape[-2]}x{output.shape[-1]}")
     with torch.autocast(output.device.type, enabled=False):
         x, y = output.float(), target.float()
         score = torch.ones(x.shape[:2], device=x.device)

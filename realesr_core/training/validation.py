@@ -51,35 +51,45 @@ class ValidationImage:
     high: torch.Tensor  # [1, 3, h * scale, w * scale]
 
 
-def validation_images(hr_dir: str | os.PathLike, scale: int, *, lr_dir: str | os.PathLike | None = None,
+def validation_images(hr_dir: str | os.PathLike, scale: int, size_multiple: int = 1, *,
+                      lr_dir: str | os.PathLike | None = None,
                       degradation: DegradationConfig | None = None) -> list[ValidationImage]:
-    """Held-out pairs: an LR/HR pair folder, or HR images (cropped to a multiple of the scale) degraded once with a
-    fixed seed by `degradation`."""
+    """Held-out pairs: an LR/HR pair folder, or HR images degraded once with a fixed seed by `degradation`; cropped
+    so that the network takes the low-resolution side (a multiple of `size_multiple`)."""
     if lr_dir:
-        return [ValidationImage(high.stem, load_rgb(low)[None], load_rgb(high)[None])
+        return [_cropped(high.stem, load_rgb(low)[None], load_rgb(high)[None], scale, size_multiple)
                 for low, high in find_training_pairs(hr_dir, lr_dir, scale, patch=1)]
-    return _degraded(find_training_images(hr_dir, min_side=scale * 8), scale, degradation)
+    return _degraded(find_training_images(hr_dir, min_side=scale * 8), scale, size_multiple, degradation)
 
 
-def memory_validation_images(high: list[torch.Tensor], scale: int, *, low: list[torch.Tensor] | None = None,
+def memory_validation_images(high: list[torch.Tensor], scale: int, size_multiple: int = 1, *,
+                             low: list[torch.Tensor] | None = None,
                              degradation: DegradationConfig | None = None) -> list[ValidationImage]:
     """validation_images for images in memory (`[C, H, W]` in 0..1): pairs by position, or high-resolution images
     degraded once with the fixed seed; named image1, image2, ..."""
     if low is not None:
-        return [ValidationImage(f"image{index + 1}", load_rgb(low_image)[None], load_rgb(high_image)[None])
+        return [_cropped(f"image{index + 1}", load_rgb(low_image)[None], load_rgb(high_image)[None], scale,
+                         size_multiple)
                 for index, (low_image, high_image) in enumerate(memory_pairs(high, low, scale, patch=1))]
-    return _degraded(memory_images(high, scale * 8, "validation image"), scale, degradation)
+    return _degraded(memory_images(high, scale * 8, "validation image"), scale, size_multiple, degradation)
 
 
-def _degraded(sources: list[ImageSource], scale: int,
+def _cropped(name: str, low: torch.Tensor, high: torch.Tensor, scale: int, size_multiple: int) -> ValidationImage:
+    """The pair's top-left part whose low-resolution side is a multiple of `size_multiple`."""
+    height, width = (side // size_multiple * size_multiple for side in low.shape[-2:])
+    return ValidationImage(name, low[..., :height, :width], high[..., :height * scale, :width * scale])
+
+
+def _degraded(sources: list[ImageSource], scale: int, size_multiple: int,
               degradation: DegradationConfig | None) -> list[ValidationImage]:
     if degradation is None:
         raise RealESRError("validation images need low-resolution partners (val_lr_dir) or a degradation preset "
                            "to make their inputs")
     images = []
+    step = scale * size_multiple
     for index, source in enumerate(sources):
         high = load_rgb(source)[None]
-        high = high[..., :high.shape[-2] // scale * scale, :high.shape[-1] // scale * scale]
+        high = high[..., :high.shape[-2] // step * step, :high.shape[-1] // step * step]
         low = degrade(high, degradation, seed=VALIDATION_SEED + index).degraded
         name = source.stem if isinstance(source, Path) else f"image{index + 1}"
         images.append(ValidationImage(name, low, high))

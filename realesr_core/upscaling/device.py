@@ -82,18 +82,40 @@ FP16_CAPABILITY = (7, 0)  # tensor cores; below it (Pascal and older) fp16 is sl
 BF16_CAPABILITY = (8, 0)  # cuDNN runs bf16 convolutions natively from Ampere on; earlier cards only emulate it
 
 
-def auto_dtype(device: torch.device, supports_fp16: bool, supports_bf16: bool) -> torch.dtype:
-    """The precision `auto` picks for `device` (the target device's own capability, not the current one's)."""
+# The two "auto" precision rules, asked of the device that computes (its own capability, not the current device's).
+
+
+def inference_dtype(device: torch.device, supports_fp16: bool = True, supports_bf16: bool = True) -> torch.dtype:
+    """Upscaling's `auto`: fp16 where the card runs it well (more mantissa than bf16, and no loss scaling is needed
+    for a forward pass), else bf16 where the card has it natively, else fp32; bf16 on CPUs with native bf16."""
     if device.type == "cuda":
-        capability = torch.cuda.get_device_capability(device)
-        if supports_fp16 and capability >= FP16_CAPABILITY and not _broken_fp16(device):
+        if supports_fp16 and _has_fast_fp16(device):
             return torch.float16
-        if supports_bf16 and capability >= BF16_CAPABILITY:
+        if supports_bf16 and _has_native_bf16(device):
             return torch.bfloat16
         return torch.float32
     if device.type == "cpu" and supports_bf16 and cpu_has_native_bf16():
         return torch.bfloat16
     return torch.float32
+
+
+def training_dtype(device: torch.device) -> torch.dtype:
+    """Training's `auto`: bf16 where the card has it natively (no loss scaling), fp16 with a GradScaler on cards
+    with fast fp16 but no native bf16 (T4, V100, RTX 20xx: `torch.cuda.is_bf16_supported()` says True there
+    because it counts emulation), else fp32; bf16 on CPUs with native bf16."""
+    if device.type == "cuda":
+        if _has_native_bf16(device):
+            return torch.bfloat16
+        return torch.float16 if _has_fast_fp16(device) else torch.float32
+    return torch.bfloat16 if device.type == "cpu" and cpu_has_native_bf16() else torch.float32
+
+
+def _has_fast_fp16(device: torch.device) -> bool:
+    return torch.cuda.get_device_capability(device) >= FP16_CAPABILITY and not _broken_fp16(device)
+
+
+def _has_native_bf16(device: torch.device) -> bool:
+    return torch.cuda.get_device_capability(device) >= BF16_CAPABILITY
 
 
 # Turing cards without working fp16 (capability 7.5 all the same): the GTX 16 series and its workstation and mobile

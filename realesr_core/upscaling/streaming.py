@@ -39,14 +39,17 @@ def upscale_rows(model: Any, read_rows: RowReader, height: int, width: int, chan
     rows = TileRows(model, height, width, channels, with_values(options or UpscaleOptions(), option_values),
                     progress=progress, cancel=cancel)
     carried: torch.Tensor | None = None  # output rows the previous tile row left to be blended with this one
-    for row in range(rows.count):
-        kept_top, _kept_bottom = rows.kept(row)
-        output = rows.upscale(read_rows, row, carried)
-        done = rows.finished_before(row)
-        carried = output[:, :, done - kept_top :].clone()
-        # in place where the image has the model's channels: the finished rows take no further additions
-        yield kept_top, rows.finish(output[:, :, : done - kept_top])
-        del output  # the next row's buffer is made after this one is gone (the consumer has let go of its rows)
+    try:
+        for row in range(rows.count):
+            kept_top, _kept_bottom = rows.kept(row)
+            output = rows.upscale(read_rows, row, carried)
+            done = rows.finished_before(row)
+            carried = output[:, :, done - kept_top :].clone()
+            # in place where the image has the model's channels: the finished rows take no further additions
+            yield kept_top, rows.finish(output[:, :, : done - kept_top])
+            del output  # the next row's buffer is made after this one is gone (the consumer has let go of its rows)
+    finally:
+        rows.plan.runner.close()
 
 
 def band_tile(model: Any, width: int) -> int:

@@ -1,18 +1,24 @@
-"""Running one frame's tiles through the network and assembling the output, cheaply for the host.
+"""Running the tiles of one or more frames through the network and assembling their output, cheaply for the host.
 
 Per batch of tiles there is one host-device synchronisation at most (the NaN / black check of reduced precision,
-one reduction and one `.tolist()`); the cross-fade weights are applied on the compute device; when the output lives
-on the host, results go into reused pinned buffers with non-blocking copies and are added on the host while the
-next batch runs on the device (double buffering). A region that only one tile covers is copied, not added.
+one reduction and one `.tolist()`), and host work queued by the caller (`FrameJob.after_forward`) runs while each
+forward is on the device. The cross-fade weights are applied on the compute device. The output normally lives on the
+compute device too (the engine moves finished frames off it); only a frame too large for the device's memory is
+assembled on the host, through reused pinned buffers with non-blocking copies added on the host while the next batch
+runs. A region that only one tile covers is copied, not added.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import time
+import warnings
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -46,45 +52,106 @@ class Runner:
     """
 
     def __init__(self, module: nn.Module, device: torch.device, dtype: torch.dtype, channels_last: bool,
-                 compile_module: Callable[[nn.Module], nn.Module] | None = None) -> None:
+                 compile_module: Callable[[nn.Module], nn.Module] | None = None, allow_tf32: bool = True,
+                 fp32_output_layer: bool = False, cancel: Callable[[], bool] | None = None) -> None:
         self.source, self.device, self.dtype, self.channels_last = module, device, dtype, channels_last
+        self.allow_tf32 = allow_tf32
+        self.fp32_output_layer = fp32_output_layer
+        self.cancel = cancel
         self._compile = compile_module
         self._modules: dict[torch.dtype, nn.Module] = {}
+        self._hooks: list[torch.utils.hooks.RemovableHandle] = []
 
     def module(self, dtype: torch.dtype) -> nn.Module:
         if dtype not in self._modules:
             parameter = next(self.source.parameters(), None)
             placed = parameter is None or (parameter.device == self.device and parameter.dtype == dtype)
             module = self.source if placed else copy.deepcopy(self.source).to(self.device, dtype)
+            if dtype != torch.float32 and self.fp32_output_layer and not placed:
+                _output_layer_in_fp32(module)
+            if self.cancel is not None and self._compile is None:  # hooks would break a compiled graph
+                self._hooks += _cancel_checks(module, self.cancel)
             self._modules[dtype] = self._compile(module) if self._compile is not None else module
         return self._modules[dtype]
+
+    def close(self) -> None:
+        """Removes the cancel checks from the modules (the caller's own module among them)."""
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks.clear()
+
+    def fall_back_to_fp32(self, error: Exception) -> None:
+        """A forward in reduced precision raised (an architecture that mixes dtypes inside): the rest of the call,
+        and later calls with this module, run in fp32."""
+        warnings.warn(f"{type(self.source).__name__} failed in {str(self.dtype).removeprefix('torch.')} "
+                      f"({type(error).__name__}: {str(error)[:120]}); running it in fp32 from now on", stacklevel=4)
+        FP32_ONLY.add(self.source)
+        self.dtype = torch.float32
 
     def forward(self, inputs: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         inputs = inputs.to(dtype)
         if self.channels_last:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), _cudnn_benchmark(inputs.device):
+        with torch.inference_mode(), _cuda_settings(inputs.device, self.allow_tf32):
             return self.module(dtype)(inputs)
 
 
+CANCEL_CHECK_SECONDS = 0.05  # how often a forward asks whether to stop
+
+
+def _cancel_checks(module: nn.Module, cancel: Callable[[], bool]) -> list[torch.utils.hooks.RemovableHandle]:
+    """Asks `cancel()` before the layers of a forward (at most every CANCEL_CHECK_SECONDS), so that a Cancel stops
+    even a whole-image forward of a minute on a CPU within a layer, not at its end."""
+    last = [time.monotonic()]
+
+    def check(_layer: nn.Module, _inputs: Any) -> None:
+        now = time.monotonic()
+        if now - last[0] >= CANCEL_CHECK_SECONDS:
+            last[0] = now
+            if cancel():
+                raise UpscaleCancelled("upscale cancelled")
+
+    layers = [m for m in module.modules() if next(m.children(), None) is None and next(m.parameters(), None) is not None]
+    return [layer.register_forward_pre_hook(check) for layer in layers]
+
+
+# Modules whose forward failed in reduced precision: `auto` picks fp32 for them from then on.
+FP32_ONLY: weakref.WeakSet[nn.Module] = weakref.WeakSet()
+
+
+def _output_layer_in_fp32(module: nn.Module) -> None:
+    """Our networks name their last layer (`output_layer`); run in fp32, it keeps the result's low bits (fp16 keeps
+    ~11 significant bits, bf16 8: a 16-bit image, or a bf16 8-bit one, would be quantised by it)."""
+    layer = module.output_layer() if hasattr(module, "output_layer") else None
+    if layer is None:
+        return
+    layer.float()
+    layer.register_forward_pre_hook(lambda _layer, args: tuple(a.float() for a in args))
+
+
 @contextlib.contextmanager
-def _cudnn_benchmark(device: torch.device) -> Iterator[None]:
-    """cuDNN picks its fastest algorithms for the tile shape (all tiles of a level share one); the global flag is
-    restored afterwards."""
+def _cuda_settings(device: torch.device, allow_tf32: bool) -> Iterator[None]:
+    """cuDNN picks its fastest algorithms for the tile shape (all tiles of a level share one), and TF32 is switched
+    off for "fp32-strict" (PyTorch lets cuDNN convolutions use it by default); the global flags are restored."""
     if device.type != "cuda":
         yield
         return
-    before = torch.backends.cudnn.benchmark
-    torch.backends.cudnn.benchmark = True
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    before = (cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32)
+    cudnn.benchmark = True
+    if not allow_tf32:
+        cudnn.allow_tf32 = matmul.allow_tf32 = False
     try:
         yield
     finally:
-        torch.backends.cudnn.benchmark = before
+        cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32 = before
 
 
 @dataclass
 class FrameJob:
-    """Tiles of one frame: the grid, the border-padded input on the device, the output to fill, and the options.
+    """Tiles of one or more frames of one size: the grid, the border-padded input `[frames, C, H, W]` on the
+    device, the output to fill (zeros wherever tiles are added; any content where each frame is one tile), and the
+    options.
 
     A band of a frame too large for memory (one row of tiles at a time) names its `tiles`, the padded-input row its
     `padded` starts at (`input_row`) and the output row its `output` starts at (`output_row`).
@@ -97,9 +164,12 @@ class FrameJob:
     tiles_per_forward: int
     progress: Callable[[int, int], None] | None = None
     cancel: Callable[[], bool] | None = None
-    tiles: list[Tile] | None = None  # None: every tile of the grid
+    tiles: list[Tile] | None = None  # None: every tile of the grid, for every frame
     input_row: int = 0
     output_row: int = 0
+    after_forward: Callable[[], None] | None = None  # host work to do while a forward runs on the device
+    clamp: bool = False  # the output is final: a frame that is one tile is clipped to 0..1 as it is written
+    pad_batches: bool = False  # every forward gets tiles_per_forward windows (one shape for a compiled network)
     ramps: dict[tuple[str, int, int], torch.Tensor] = field(default_factory=dict)
 
 
@@ -109,7 +179,7 @@ def run_tiles(job: FrameJob, runner: Runner, stats: TileStats) -> int:
     Out of memory: fewer tiles per forward first (same tiles, same output), then the tiles still to run are split
     into the next level's tiles, whose boundaries include the current ones, so finished tiles stay valid.
     """
-    queue: deque[Tile] = deque(job.grid.tiles(0) if job.tiles is None else job.tiles)
+    queue: deque[Tile] = deque(job.grid.tiles(0, job.padded.shape[0]) if job.tiles is None else job.tiles)
     staging = _Staging(job)
     tiles_per_forward = job.tiles_per_forward
     while queue:
@@ -119,19 +189,33 @@ def run_tiles(job: FrameJob, runner: Runner, stats: TileStats) -> int:
         batch = [queue.popleft()]
         while queue and len(batch) < tiles_per_forward and queue[0].level == level:
             batch.append(queue.popleft())
-        out_of_memory = False
+        failure = None
         try:
-            inputs = torch.cat([_window_of(job, tile) for tile in batch])
-            outputs = runner.forward(inputs, runner.dtype)  # queued on the device
+            windows = [_window_of(job, tile) for tile in batch]
+            if job.pad_batches:
+                windows += windows[-1:] * (tiles_per_forward - len(windows))
+            inputs = torch.cat(windows)
+            outputs = runner.forward(inputs, runner.dtype)[: len(batch)]  # queued on the device
             staging.finish()  # the previous batch's host work overlaps this forward
+            if job.after_forward is not None:
+                job.after_forward()
             results = _checked(outputs, inputs, runner, stats)
-        except Exception as error:  # noqa: BLE001 - only out-of-memory is handled; everything else re-raised
-            if not is_out_of_memory(error):
+        except UpscaleCancelled:
+            raise
+        except Exception as error:  # noqa: BLE001 - out-of-memory and reduced-precision failures handled; else re-raised
+            if is_out_of_memory(error):
+                failure = "memory"
+            elif runner.dtype != torch.float32:
+                failure = "precision"
+                runner.fall_back_to_fp32(error)
+            else:
                 raise
-            out_of_memory = True
-        if out_of_memory:  # outside the except block, so the failed forward's tensors are freed first
+        if failure == "memory":  # outside the except block, so the failed forward's tensors are freed first
             release_cached(runner.device)
             tiles_per_forward = _recover_from_oom(job.grid, batch, queue, tiles_per_forward, runner, stats)
+            continue
+        if failure == "precision":
+            queue.extendleft(reversed(batch))
             continue
         staging.start(batch, results)
         for tile in batch:
@@ -146,7 +230,7 @@ def run_tiles(job: FrameJob, runner: Runner, stats: TileStats) -> int:
 
 def _window_of(job: FrameJob, tile: Tile) -> torch.Tensor:
     (y0, y1), (x0, x1) = job.grid.rows.window(tile.level, tile.row), job.grid.cols.window(tile.level, tile.col)
-    return job.padded[..., y0 - job.input_row : y1 - job.input_row, x0:x1]
+    return job.padded[tile.frame : tile.frame + 1, :, y0 - job.input_row : y1 - job.input_row, x0:x1]
 
 
 def _checked(outputs: torch.Tensor, inputs: torch.Tensor, runner: Runner, stats: TileStats) -> torch.Tensor:
@@ -156,12 +240,14 @@ def _checked(outputs: torch.Tensor, inputs: torch.Tensor, runner: Runner, stats:
         return outputs.float()
     peaks = torch.stack([outputs.abs().amax(dim=(1, 2, 3)).float(), inputs.amax(dim=(1, 2, 3)).float()])
     results = outputs.float()
-    for index, (out_peak, in_peak) in enumerate(zip(*peaks.tolist(), strict=True)):
-        failed = not out_peak < float("inf") or (out_peak < 1.0 / 255 and in_peak > 4.0 / 255)
-        stats.reruns_in_a_row = stats.reruns_in_a_row + 1 if failed else 0
-        if failed:
-            results[index] = runner.forward(inputs[index : index + 1], torch.float32)[0].float()
-            stats.fp32_reruns += 1
+    failed = [not out_peak < float("inf") or (out_peak < 1.0 / 255 and in_peak > 4.0 / 255)
+              for out_peak, in_peak in zip(*peaks.tolist(), strict=True)]
+    for index in (i for i, bad in enumerate(failed) if bad):
+        results[index] = runner.forward(inputs[index : index + 1], torch.float32)[0].float()
+    # Counted once every re-run has succeeded: an out-of-memory re-run sends the whole batch round again.
+    stats.fp32_reruns += sum(failed)
+    for bad in failed:
+        stats.reruns_in_a_row = stats.reruns_in_a_row + 1 if bad else 0
     if stats.reruns_in_a_row >= RERUNS_BEFORE_FP32:
         runner.dtype = torch.float32
     return results
@@ -205,7 +291,7 @@ class _Staging:
         weighted = [self._weighted(tile, results[i]) for i, tile in enumerate(batch)]
         if not self.to_host:
             for target, kept, alone in weighted:
-                _write(target, kept, alone)
+                _write(target, kept, alone, self.job.clamp)
             return
         total = sum(kept.numel() for _, kept, _ in weighted)
         if self.buffer is None or self.buffer.numel() < total:
@@ -218,14 +304,15 @@ class _Staging:
             offset += kept.numel()
         if self.pin:
             self.done = torch.cuda.Event()
-            self.done.record()
+            # the compute device's stream: the current device's would not order these copies when they differ
+            self.done.record(torch.cuda.current_stream(self.device))
 
     def finish(self) -> None:
         if self.done is not None:
             self.done.synchronize()
             self.done = None
         for target, staged, alone in self.pending:
-            _write(target, staged, alone)
+            _write(target, staged, alone, self.job.clamp)
         self.pending.clear()
 
     def _weighted(self, tile: Tile, result: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
@@ -237,7 +324,7 @@ class _Staging:
         oy, ox = (ky0 + rows.pad_before - wy0) * scale, (kx0 + cols.pad_before - wx0) * scale
         kept = result[:, oy : oy + (ky1 - ky0) * scale, ox : ox + (kx1 - kx0) * scale]
         top = self.job.output_row
-        target = self.job.output[0, :, ky0 * scale - top : ky1 * scale - top, kx0 * scale : kx1 * scale]
+        target = self.job.output[tile.frame, :, ky0 * scale - top : ky1 * scale - top, kx0 * scale : kx1 * scale]
         alone = rows.count(tile.level) == 1 and cols.count(tile.level) == 1
         if not alone:
             kept = kept * self._ramp("rows", tile.level, tile.row)[:, None] * self._ramp("cols", tile.level, tile.col)
@@ -251,8 +338,10 @@ class _Staging:
         return self.job.ramps[key]
 
 
-def _write(target: torch.Tensor, kept: torch.Tensor, alone: bool) -> None:
-    if alone:
+def _write(target: torch.Tensor, kept: torch.Tensor, alone: bool, clamp: bool) -> None:
+    if alone and clamp:
+        torch.clamp(kept, 0, 1, out=target)  # one pass over the output: copied and clipped together
+    elif alone:
         target.copy_(kept)
     else:
         target.add_(kept)

@@ -40,6 +40,7 @@ class Axis:
     blend: int
     multiple: int
     base_count: int
+    fixed_window: int = 0  # every window this long at every level (one shape for a compiled network); 0: from cores
 
     def count(self, level: int) -> int:
         return self.base_count * 2**level
@@ -51,6 +52,8 @@ class Axis:
         return boundaries(self.length, self.count(level))
 
     def window_length(self, level: int) -> int:
+        if self.fixed_window:
+            return min(self.fixed_window, self.padded_length)
         cores = self.cores(level)
         longest = max(b - a for a, b in pairwise(cores))
         wanted = longest + 2 * self.overlap
@@ -99,6 +102,7 @@ class Tile:
     level: int
     row: int
     col: int
+    frame: int = 0  # which frame of a batch of frames that share the grid
 
 
 @dataclass(frozen=True)
@@ -106,12 +110,14 @@ class Grid:
     rows: Axis
     cols: Axis
 
-    def tiles(self, level: int = 0) -> list[Tile]:
-        return [Tile(level, r, c) for r in range(self.rows.count(level)) for c in range(self.cols.count(level))]
+    def tiles(self, level: int = 0, frames: int = 1) -> list[Tile]:
+        """Every tile of the level, frame by frame."""
+        return [Tile(level, r, c, f) for f in range(frames) for r in range(self.rows.count(level))
+                for c in range(self.cols.count(level))]
 
     def children(self, tile: Tile) -> list[Tile]:
         """The four tiles of the next level that exactly cover `tile`'s core (boundaries are shared)."""
-        return [Tile(tile.level + 1, 2 * tile.row + r, 2 * tile.col + c) for r in (0, 1) for c in (0, 1)]
+        return [Tile(tile.level + 1, 2 * tile.row + r, 2 * tile.col + c, tile.frame) for r in (0, 1) for c in (0, 1)]
 
     def can_split(self, tile: Tile) -> bool:
         return all(axis.smallest_core(tile.level + 1) >= max(MIN_CORE, 2 * axis.band) for axis in (self.rows, self.cols))
@@ -123,15 +129,24 @@ class Grid:
 
 
 def make_grid(
-    height: int, width: int, tile: int, overlap: int, blend: int, border: int, multiple: int
+    height: int, width: int, tile: int, overlap: int, blend: int, border: int, multiple: int,
+    fixed_window: bool = False,
 ) -> tuple[Grid, tuple[int, int, int, int]]:
-    """The level-0 grid for cores of at most `tile` pixels, and the border padding (top, bottom, left, right)."""
+    """The level-0 grid for cores of at most `tile` pixels, and the border padding (top, bottom, left, right).
+
+    With `fixed_window` every window is `tile + 2 * overlap` (rounded to `multiple`) at every level and for every
+    image size: the image is padded at its far sides to that size where it is smaller, and windows shift inwards
+    as at any border (a compiled network then sees one shape)."""
 
     def axis(length: int) -> tuple[Axis, int, int]:
         after = border + pad_to_multiple(length + 2 * border, multiple)
+        wanted = tile + 2 * overlap
+        window = wanted + pad_to_multiple(wanted, multiple)
+        if fixed_window:
+            after = max(after, window - length - border)
         padded = length + border + after
         count = min(length, max(1, math.ceil(length / max(tile, 1))))
-        return Axis(length, padded, border, overlap, blend, multiple, count), border, after
+        return Axis(length, padded, border, overlap, blend, multiple, count, window if fixed_window else 0), border, after
 
     rows, top, bottom = axis(height)
     cols, left, right = axis(width)

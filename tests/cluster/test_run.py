@@ -1,5 +1,7 @@
-"""`upscale --ray` on a real local Ray cluster: the same bytes as without Ray, resuming, a corrupt input, a worker
-killed by one input, a node lost mid-unit, a mixed fleet with a logical GPU, the no-GPU error, Ctrl+C, a lost head.
+"""`upscale --ray` on a real local Ray cluster: the same bytes as without Ray, the plain command's folder semantics
+(the same plan), planning as the fleet asks for work, resuming, a corrupt input, a worker killed by one input, a node
+lost mid-unit, a mixed fleet with a logical GPU, the no-GPU error, Ctrl+C, a lost head. Through the library
+(`cluster.upscale_on_ray` with a `jobs` plan), except two tests of the command line itself.
 
 Units that stand in for trouble (a worker that dies on one named input, one that holds until the test has removed
 its node) are subclasses of the real ones defined here and sent to the workers by value."""
@@ -22,6 +24,7 @@ import pytest
 import tifffile
 from PIL import Image
 
+from realesr_core import load_model
 from realesr_core.cli import main
 from realesr_core.cluster import (
     MANIFEST_NAME,
@@ -29,7 +32,6 @@ from realesr_core.cluster import (
     ImageUnit,
     Interrupted,
     Item,
-    Job,
     Manifest,
     Outcome,
     Slot,
@@ -37,11 +39,12 @@ from realesr_core.cluster import (
     item_key,
     plan_fleet,
     run_items,
+    upscale_on_ray,
 )
 from realesr_core.cluster import dispatch as dispatch_module
 from realesr_core.errors import RealESRError
-from realesr_core.media import video as video_module
-from realesr_core.media.images import read_image
+from realesr_core.jobs import PlanError, UpscaleJob, UpscalePlan, plan_upscale
+from realesr_core.media import open_for_streaming, read_image, upscale_image_file, upscale_to_tiff
 from realesr_core.models import zoo
 from realesr_core.upscaling import UpscaleOptions
 
@@ -53,6 +56,7 @@ pytestmark = pytest.mark.slow
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the stand-in units below travel by value
 
 MODEL = ["-m", "realesr-animevideov3"]
+MODEL_NAME = "realesr-animevideov3"
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -75,9 +79,17 @@ def manifest(folder: Path) -> list[dict]:
     return [json.loads(line) for line in (folder / MANIFEST_NAME).read_text().splitlines()]
 
 
-def job() -> Job:
-    return Job("realesr-animevideov3", UpscaleOptions(), video_module.VideoOptions(), None, 95, 10**8, None,
-               str(zoo.cache_dir()))
+def job(inputs: tuple[Path, ...] = (), output: Path | None = None, **settings) -> UpscaleJob:
+    return UpscaleJob(settings.pop("model", MODEL_NAME), inputs=tuple(map(str, inputs)),
+                      output=None if output is None else str(output), cache_dir=str(zoo.cache_dir()), **settings)
+
+
+def on_ray(inputs: tuple[Path, ...], output: Path | None, plan_type: type[UpscalePlan] = UpscalePlan,
+           **settings) -> int:
+    """The library's Ray run of the job with these settings, on the test cluster; returns its exit status."""
+    asked = job(inputs, output, **settings)
+    model = load_model(asked.model)
+    return upscale_on_ray(model, plan_type(asked, model.scale), asked, "auto", None)
 
 
 def head_id() -> str:
@@ -159,8 +171,9 @@ def test_without_ray_the_error_names_the_extra(monkeypatch) -> None:
 
 
 def test_images_and_a_video_give_the_bytes_of_the_plain_run(cluster, tmp_path: Path, monkeypatch) -> None:
-    """Three 8-bit photos, a 16-bit PNG and a clip cut into several keyframe segments (joined, audio muxed once)."""
-    monkeypatch.setattr(video_module, "SEGMENT_SECONDS", 0.3)
+    """The command line: three 8-bit photos, a 16-bit PNG and a clip cut into several keyframe segments (joined,
+    audio muxed once), with and without --ray."""
+    monkeypatch.setattr("realesr_core.media.video.segments.SEGMENT_SECONDS", 0.3)
     folder = images(tmp_path / "in", 3)
     Image.fromarray(photo(16).astype(np.uint16)[..., 0] * 257).save(folder / "deep.png")
     make_clip(folder / "clip.mkv", frames=10, keyframe_every=3)
@@ -174,14 +187,65 @@ def test_images_and_a_video_give_the_bytes_of_the_plain_run(cluster, tmp_path: P
     assert hidden(tmp_path / "ray") == [MANIFEST_NAME]  # no parts, no temporaries
 
 
+def test_the_folder_semantics_are_the_plain_commands(cluster, tmp_path: Path, capsys) -> None:
+    """The plain command's plan: sub-folders mirrored, inputs sharing a name renamed by the rule, what is not an
+    input skipped and listed, and the manifest hidden at the top of the output folder (never an output: a run over
+    that folder does not take it)."""
+    folder = tmp_path / "in"
+    images(folder / "a", 1)
+    Image.fromarray(photo(20)).save(folder / "a" / "photo00.jpg", quality=95)
+    images(folder / "b" / "deep", 1)
+    (folder / "notes.txt").write_text("not an image")
+    Image.fromarray(photo(20)).save(folder / ".thumb.png")
+    out = tmp_path / "out"
+    assert on_ray((folder,), out) == 0
+    made = sorted(str(path.relative_to(out)) for path in out.rglob("*") if path.is_file())
+    assert made == [MANIFEST_NAME, "a/photo00_jpg_x4.png", "a/photo00_png_x4.png", "b/deep/photo00_x4.png"]
+    said = capsys.readouterr()
+    assert "is written as photo00_jpg_x4.png: it shares its name with photo00.png" in said.out
+    assert "realesr: skipped 2: " in said.err and "notes.txt" in said.err and ".thumb.png" in said.err
+    again = plan_upscale(job((out,), tmp_path / "again"), 4)
+    assert sorted(entry.source.name for entry in again) == ["photo00_jpg_x4.png", "photo00_png_x4.png",
+                                                            "photo00_x4.png"]
+    assert "1 hidden" in again.skipped.summary()
+
+
+def test_an_output_over_an_input_is_refused_before_any_work(cluster, tmp_path: Path) -> None:
+    """Outputs beside the inputs, where an earlier run's output is an input now: refused as the plain command
+    refuses it, before anything is written."""
+    folder = images(tmp_path / "in", 2)
+    (folder / "photo00_x4.png").write_bytes((folder / "photo00.png").read_bytes())
+    before = {path.name: path.stat().st_mtime_ns for path in folder.iterdir()}
+    with pytest.raises(PlanError, match="would replace it: give -o an output folder outside the inputs"):
+        on_ray((folder,), None)
+    assert {path.name: path.stat().st_mtime_ns for path in folder.iterdir()} == before
+
+
+def test_planning_follows_the_fleet(cluster, tmp_path: Path) -> None:
+    """The plan is consumed as workers need units: by the time the 90th input is planned, outputs are made (the one
+    worker takes two parcels of 32 images, and more only once one is back)."""
+    folder = images(tmp_path / "in", 100, size=8)
+    out = tmp_path / "out"
+    made_before: list[int] = []
+
+    class WatchedPlan(UpscalePlan):
+        def __iter__(self):
+            for index, entry in enumerate(super().__iter__()):
+                if index == 90:
+                    made_before.append(len(list(out.glob("*.png"))))
+                yield entry
+
+    assert on_ray((folder,), out, WatchedPlan) == 0
+    assert made_before[0] >= 32 and len(list(out.glob("*.png"))) == 100
+
+
 def test_a_resumed_run_makes_only_what_is_missing(cluster, tmp_path: Path, capsys) -> None:
     folder = images(tmp_path / "in", 3)
-    command = ["upscale", str(folder), "-o", str(tmp_path / "out"), *MODEL, "--ray"]
-    assert main(command) == 0
+    assert on_ray((folder,), tmp_path / "out") == 0
     (tmp_path / "out" / "photo01_x4.png").unlink()
     kept = (tmp_path / "out" / "photo00_x4.png").stat().st_mtime_ns
     capsys.readouterr()
-    assert main(command) == 0
+    assert on_ray((folder,), tmp_path / "out") == 0
     assert "1 output(s) made, 2 already done, 0 failed" in capsys.readouterr().out
     assert (tmp_path / "out" / "photo01_x4.png").exists()
     assert (tmp_path / "out" / "photo00_x4.png").stat().st_mtime_ns == kept
@@ -192,12 +256,12 @@ def test_a_corrupt_input_is_reported_and_the_rest_completes(cluster, tmp_path: P
     whole = (folder / "photo01.png").read_bytes()
     (folder / "broken.png").write_bytes(whole[: len(whole) // 2])  # the header reads, the pixels do not
     (folder / "noise.png").write_bytes(b"not an image at all")
-    assert main(["upscale", str(folder), "-o", str(tmp_path / "out"), *MODEL, "--ray"]) == 1
+    assert on_ray((folder,), tmp_path / "out") == 1
     assert sorted(outputs(tmp_path / "out")) == ["photo00_x4.png", "photo01_x4.png"]
     failed = {Path(row["path"]).name: row for row in manifest(tmp_path / "out") if not row["ok"]}
     assert sorted(failed) == ["broken.png", "noise.png"]
     assert "failed 2 times" in failed["broken.png"]["error"]  # retried, then reported
-    assert "not an image" in failed["noise.png"]["error"]
+    assert "not an image or video" in failed["noise.png"]["error"]
     errors = capsys.readouterr().err
     assert "broken.png" in errors and "noise.png" in errors
 
@@ -227,7 +291,11 @@ def test_a_node_lost_mid_unit_gives_every_output_once(cluster, tmp_path: Path, m
     waits until then; the lost unit runs again elsewhere, and each output is made once, as the plain run makes it."""
     monkeypatch.setattr(dispatch_module, "PARCEL_UNITS", 1)
     folder = images(tmp_path / "in", 6, size=32)
-    assert main(["upscale", str(folder), "-o", str(tmp_path / "plain"), *MODEL]) == 0
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    model = load_model(MODEL_NAME)
+    for source in sorted(folder.iterdir()):
+        upscale_image_file(model, read_image(source), plain / f"{source.stem}_x4.png", UpscaleOptions())
     node = cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
     gate, out = tmp_path / "gate" / "removed", tmp_path / "out"
@@ -249,7 +317,7 @@ def test_a_node_lost_mid_unit_gives_every_output_once(cluster, tmp_path: Path, m
     finally:
         remover.join()
     assert outcome.made == 6 and not outcome.failures
-    assert outputs(out) == outputs(tmp_path / "plain")
+    assert outputs(out) == outputs(plain)
     assert hidden(out) == [MANIFEST_NAME]  # no temporaries left
     made = [row for row in manifest(out) if row["ok"]]
     assert len(made) == 6 and len({row["target"] for row in made}) == 6
@@ -285,20 +353,19 @@ def test_a_mixed_fleet_puts_gpu_workers_on_gpu_nodes_and_cpu_workers_on_the_rest
         cluster.wait_for_nodes()
 
 
-def test_asking_a_cluster_without_gpus_for_them_fails_at_once(cluster, tmp_path: Path, capsys) -> None:
+def test_asking_a_cluster_without_gpus_for_them_fails_at_once(cluster, tmp_path: Path) -> None:
     folder = images(tmp_path / "in", 1)
     started = time.perf_counter()
-    assert main(["upscale", str(folder), "-o", str(tmp_path / "out"), *MODEL, "--ray", "--device", "cuda"]) == 2
+    with pytest.raises(RealESRError, match="asks for GPUs, but the Ray cluster has none"):
+        on_ray((folder,), tmp_path / "out", device="cuda")
     assert time.perf_counter() - started < 30
-    assert "asks for GPUs, but the Ray cluster has none" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 
 def test_workers_that_cannot_start_stop_the_run_with_a_clear_error(cluster, tmp_path: Path) -> None:
     """A model every worker fails to load (here: a file only the driver could have had) ends the run with its reason,
     instead of Ray restarting the workers for ever."""
-    broken = Job(str(tmp_path / "gone.pth"), UpscaleOptions(), video_module.VideoOptions(), None, 95, 10**8, None,
-                 str(zoo.cache_dir()))
+    broken = job(model=str(tmp_path / "gone.pth"))
     units = [ImageUnit(images(tmp_path / "in", 1) / "photo00.png", tmp_path / "out" / "photo00.png", 400)]
     with pytest.raises(RealESRError, match="no upscaler could start: .*gone.pth' is neither an existing file"):
         with Fleet(broken, [Slot(head_id(), 1, 0)]) as fleet:
@@ -328,9 +395,9 @@ def test_a_huge_image_is_spread_by_tile_rows_and_written_once(cluster, tmp_path:
     folder = tmp_path / "in"
     folder.mkdir()
     tifffile.imwrite(folder / "scan.tif", photo(72)[:, :56], photometric="rgb", tile=(16, 16), compression="zlib")
-    options = [*MODEL, "--stream", "--tile", "16", "--precision", "fp32"]
-    assert main(["upscale", str(folder / "scan.tif"), "-o", str(tmp_path / "plain.tif"), *options]) == 0
-    assert main(["upscale", str(folder / "scan.tif"), "-o", str(tmp_path / "ray.tif"), *options, "--ray"]) == 0
+    options = UpscaleOptions(tile=16, precision="fp32")
+    upscale_to_tiff(load_model(MODEL_NAME), open_for_streaming(folder / "scan.tif"), tmp_path / "plain.tif", options)
+    assert on_ray((folder / "scan.tif",), tmp_path / "ray.tif", options=options, stream=True) == 0
     plain, spread = tifffile.imread(tmp_path / "plain.tif"), tifffile.imread(tmp_path / "ray.tif")
     assert spread.shape == (288, 224, 3)
     difference = np.abs(plain.astype(int) - spread.astype(int))
@@ -342,8 +409,9 @@ LOSE_THE_HEAD = """
 import sys, threading, time
 from pathlib import Path
 from ray.cluster_utils import Cluster
-from realesr_core.cli import main
-from realesr_core.cluster import fleet
+from realesr_core import load_model
+from realesr_core.cluster import fleet, upscale_on_ray
+from realesr_core.jobs import UpscaleJob, plan_upscale
 
 fleet.LOST_AFTER_SECONDS = 3.0
 cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
@@ -359,8 +427,12 @@ def kill_the_head_once_work_is_under_way():
     killed.append(time.monotonic())
 
 threading.Thread(target=kill_the_head_once_work_is_under_way, daemon=True).start()
-status = main(["upscale", sys.argv[1], "-o", str(out), "-m", "realesr-animevideov3", "--ray", cluster.address])
-print(f"exit status {status}, {time.monotonic() - killed[0]:.0f} s after the head died", flush=True)
+job = UpscaleJob("realesr-animevideov3", inputs=(sys.argv[1],), output=str(out))
+model = load_model(job.model)
+try:
+    upscale_on_ray(model, plan_upscale(job, model.scale), job, cluster.address, None)
+except fleet.ClusterLost as lost:
+    print(f"ClusterLost: {lost}\n{time.monotonic() - killed[0]:.0f} s after the head died", flush=True)
 """
 
 
@@ -375,10 +447,9 @@ def test_a_lost_head_is_named_within_seconds(tmp_path: Path) -> None:
     finished = subprocess.run([sys.executable, str(script), str(folder), str(tmp_path / "out")], capture_output=True,
                               text=True, timeout=240, env=environment)
     print(finished.stdout[-2000:], finished.stderr[-2000:])
-    said = re.search(r"exit status 2, (\d+) s after the head died", finished.stdout)
+    said = re.search(r"ClusterLost: lost the Ray cluster at [\d.]+:\d+; re-run the same command to resume\n"
+                     r"(\d+) s after the head died", finished.stdout)
     assert said and int(said[1]) < 30, finished.stderr[-3000:]  # Ray alone: a minute of silence, then its exit
-    assert re.search(r"realesr: error: lost the Ray cluster at [\d.]+:\d+; re-run the same command to resume",
-                     finished.stderr)
 
 
 def test_a_driver_on_ray_client_gets_its_rows_at_the_end_of_each_parcel(cluster, tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from realesr_core import ImageError, UpscaleCancelled, UpscaleOptions, upscale
+from realesr_core import ImageError, UpscaleCancelled, UpscaleOptions, load_model, upscale
 from realesr_core.cli import main
 from realesr_core.media import read_image
 from realesr_core.media.huge import OUTPUT_TILE, upscale_to_tiff
@@ -28,18 +28,19 @@ def geotiff(path: Path, pixels: np.ndarray) -> Path:
     return path
 
 
-def test_streamed_tiff_equals_the_in_memory_result(compact, tmp_path: Path) -> None:
+def test_streamed_tiff_equals_the_in_memory_result(tiny_srvgg, tmp_path: Path) -> None:
     """Output larger than one strip of output tiles in both directions (tiles of 256 px): 80 x 70 in, 320 x 280 out."""
+    model = load_model(tiny_srvgg.state_dict())  # any network: the two paths must agree tile for tile
     pixels = (photo(80)[:, :70].astype(np.uint16) * 257)
     loaded = read_image(geotiff(tmp_path / "scene.tif", pixels))
     options = dict(tile=24, overlap=8, blend=4, precision="fp32")
-    path = upscale_to_tiff(compact, loaded, tmp_path / "big.tif", UpscaleOptions(**options))
+    path = upscale_to_tiff(model, loaded, tmp_path / "big.tif", UpscaleOptions(**options))
     with tifffile.TiffFile(path) as tif:
         page = tif.pages.first
         assert page.is_tiled and page.tilelength == OUTPUT_TILE and page.dtype == np.uint16
         streamed = page.asarray()
         tags = {code: page.tags[code].value for code in GEO}
-    expected = to_pixels(upscale(compact, loaded.tensor, **options).image, 16)
+    expected = to_pixels(upscale(model, loaded.tensor, **options).image, 16)
     assert streamed.shape == (320, 280, 3) and np.array_equal(streamed, expected)
     assert tags[33550] == (7.5, 7.5, 0.0) and tags[33922] == GEO[33922] and tags[34737] == GEO[34737]
 
@@ -53,6 +54,7 @@ def test_only_tiffs_and_nothing_half_written(compact, tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
 
 
+@pytest.mark.slow
 def test_command_line_streams_and_keeps_the_geotiff(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     source = geotiff(tmp_path / "scene.tif", photo(48))
     assert main(["upscale", str(source), "--stream", "-m", "realesr-animevideov3", "--tile", "16",
@@ -83,7 +85,8 @@ def test_tiffs_are_read_by_windows(tmp_path: Path, layout: dict, dtype) -> None:
         rows.close()
 
 
-def test_streaming_from_windows_equals_the_in_memory_result(compact, tmp_path: Path) -> None:
+def test_streaming_from_windows_equals_the_in_memory_result(tiny_srvgg, tmp_path: Path) -> None:
+    model = load_model(tiny_srvgg.state_dict())  # any network: the two paths must agree tile for tile
     from realesr_core.media.huge import open_for_streaming
 
     pixels = photo(80)[:70]
@@ -91,6 +94,40 @@ def test_streaming_from_windows_equals_the_in_memory_result(compact, tmp_path: P
     loaded = open_for_streaming(tmp_path / "scene.tif", 10**6)
     assert not isinstance(loaded.pixels, np.ndarray)  # read by windows
     options = dict(tile=24, overlap=8, blend=4, precision="fp32")
-    path = upscale_to_tiff(compact, loaded, tmp_path / "big.tif", UpscaleOptions(**options))
-    expected = to_pixels(upscale(compact, read_image(tmp_path / "scene.tif").tensor, **options).image, 8)
+    path = upscale_to_tiff(model, loaded, tmp_path / "big.tif", UpscaleOptions(**options))
+    expected = to_pixels(upscale(model, read_image(tmp_path / "scene.tif").tensor, **options).image, 8)
     assert np.array_equal(tifffile.imread(path), expected)
+
+
+@pytest.mark.slow
+def test_a_stopped_streaming_run_leaves_no_temporary(tmp_path: Path) -> None:
+    """`kill` (SIGTERM) in the middle of a streamed upscale: the hidden temporary TIFF it was writing is removed
+    (Ctrl+C already was; SIGTERM ended the process on the spot and left it)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    tifffile.imwrite(tmp_path / "scan.tif", photo(96), photometric="rgb")
+    child = """
+import sys, time
+from realesr_core import UpscaleOptions, load_model
+from realesr_core.media import open_for_streaming, upscale_to_tiff
+def progress(done, total):
+    print("tile", done, flush=True)
+    time.sleep(0.3)  # a slow machine: the stop comes while tiles are still being written
+loaded = open_for_streaming(sys.argv[1], 10**8)
+upscale_to_tiff(load_model("realesr-animevideov3"), loaded, sys.argv[2], UpscaleOptions(tile=16), progress=progress)
+"""
+    environment = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    process = subprocess.Popen([sys.executable, "-c", child, str(tmp_path / "scan.tif"), str(tmp_path / "big.tif")],
+                               stdout=subprocess.PIPE, text=True, env=environment)
+    try:
+        assert process.stdout.readline().startswith("tile")
+        assert any(name.startswith(".big.") for name in os.listdir(tmp_path))  # the temporary, being written
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 128 + signal.SIGTERM
+    finally:
+        process.kill()
+        process.wait()
+    assert sorted(os.listdir(tmp_path)) == ["scan.tif"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import pickle
 import random
+import sys
 import zipfile
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from realesr_core import ModelLoadError, interpolate_models, load_model, save_mo
 from realesr_core.cli import main as cli_main
 from realesr_core.models.archs import RRDBNet, SRVGGNetCompact
 
-from helpers import randomized
+from helpers import photo, random_parameters, randomized, spandrel_model, spandrel_network
 
 
 def test_descriptor_facts() -> None:
@@ -233,3 +234,84 @@ def test_fuzz_every_malformed_source_ends_in_our_error(tmp_path: Path, tiny_rrdb
     assert not (tmp_path / "pwned").exists()
     assert len(cases) >= 500
     assert refused >= 500, f"only {refused} of {len(cases)} malformed inputs were refused"
+
+
+def _save(network: torch.nn.Module, path: Path) -> Path:
+    """A model file as people share them: safetensors of the state dict, or a .pth with the weights under params."""
+    state = {k: v.contiguous().clone() for k, v in network.state_dict().items()}
+    if path.suffix == ".safetensors":
+        save_file(state, path)
+    else:
+        torch.save({"params": state}, path)
+    return path
+
+
+@pytest.mark.parametrize("name,suffix", [("SwinIR", ".pth"), ("SPAN", ".safetensors"), ("DRUNet", ".safetensors"),
+                                         ("DnCNN-gray", ".pth")])
+def test_other_architectures_load_through_spandrel(tmp_path: Path, name: str, suffix: str) -> None:
+    """Every architecture spandrel loads is a model of ours too, run by spandrel's descriptor. A gray DnCNN's keys
+    (model.0, model.2, ...) look like the old ESRGAN layout: it is not taken for one."""
+    spandrel = pytest.importorskip("spandrel")
+    network = spandrel_network(name)
+    model = load_model(_save(network, tmp_path / f"{name}{suffix}"))
+    assert isinstance(model.spandrel_descriptor, spandrel.ImageModelDescriptor)
+    assert model.architecture == model.spandrel_descriptor.architecture.name and model.source.endswith(suffix)
+    assert model.in_channels == (1 if name.endswith("gray") else 3)
+    image = torch.rand(1, model.in_channels, 16, 16)
+    with torch.inference_mode():
+        torch.testing.assert_close(model.spandrel_descriptor(image), spandrel_model(name)(image))
+        assert model.module(image).shape == (1, model.out_channels, 16 * model.scale, 16 * model.scale)
+
+
+def test_without_spandrel_the_error_says_what_the_file_is(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    span = _save(spandrel_network("SPAN"), tmp_path / "span.safetensors")
+    dncnn = _save(spandrel_network("DnCNN-gray"), tmp_path / "dncnn.pth")
+    monkeypatch.setitem(sys.modules, "spandrel", None)
+    with pytest.raises(ModelLoadError, match=r"span.safetensors: not an ESRGAN-family model .*another architecture, "
+                                             r"which needs spandrel: pip install 'realesr\[spandrel\]'"):
+        load_model(span)
+    with pytest.raises(ModelLoadError, match=r"dncnn.pth: .*old-ESRGAN.*another architecture loads with spandrel"):
+        load_model(dncnn)
+
+
+def test_a_model_nobody_knows_is_named_as_such() -> None:
+    with pytest.raises(ModelLoadError, match="nor an architecture spandrel .* knows; found 2 keys such as "
+                                             "decoder.bias, decoder.weight"):
+        load_model({"decoder.weight": torch.zeros(3, 3), "decoder.bias": torch.zeros(3)})
+
+
+def test_other_architectures_save_and_blend(tmp_path: Path) -> None:
+    """Saved as spandrel loads them (attention index tables kept as integers) and blended weight by weight."""
+    pytest.importorskip("spandrel")
+    swinir = load_model(spandrel_network("SwinIR").state_dict())
+    reloaded = load_model(save_model(swinir, tmp_path / "swinir.safetensors"))
+    assert reloaded.architecture == "SwinIR" and reloaded.name == "swinir"
+    for key, value in swinir.state_dict().items():
+        assert torch.equal(reloaded.state_dict()[key], value), key
+    a, b = (load_model(spandrel_network("SPAN", seed).state_dict()) for seed in (1, 2))
+    blended = interpolate_models(a, b, 0.25)
+    assert blended.architecture == "SPAN"
+    for key, value in blended.state_dict().items():
+        torch.testing.assert_close(value, 0.25 * a.state_dict()[key] + 0.75 * b.state_dict()[key])
+    with pytest.raises(ModelLoadError, match="different networks"):
+        interpolate_models(a, swinir, 0.5)
+
+
+def test_the_command_line_upscales_a_span_file(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real SPAN x4 file (random weights) from the command line; without spandrel a one-line error naming the
+    extra, before any work."""
+    from PIL import Image
+
+    SPAN = pytest.importorskip("spandrel.architectures.SPAN").SPAN
+    model = _save(random_parameters(SPAN(num_in_ch=3, num_out_ch=3, feature_channels=8, upscale=4)),
+                  tmp_path / "4x_span.safetensors")
+    Image.fromarray(photo(24)).save(tmp_path / "in.png")
+    out = tmp_path / "out.png"
+    assert cli_main(["upscale", str(tmp_path / "in.png"), "-m", str(model), "-o", str(out)]) == 0
+    assert Image.open(out).size == (96, 96)
+    monkeypatch.setitem(sys.modules, "spandrel", None)
+    assert cli_main(["upscale", str(tmp_path / "in.png"), "-m", str(model), "-o", str(tmp_path / "no.png")]) == 2
+    error = capsys.readouterr().err
+    assert "4x_span.safetensors: not an ESRGAN-family model" in error and "realesr[spandrel]" in error
+    assert "Traceback" not in error and not (tmp_path / "no.png").exists()

@@ -84,7 +84,8 @@ def test_a_new_architecture_is_one_spec_and_one_registration(registered: Archite
         assert torch.equal(load_model(legacy).module(image), network(image))
     saved = load_model(save_model(model, tmp_path / "throw_away.safetensors"))  # metadata names the architecture
     assert saved.architecture == "PixelShuffleNet"
-    assert upscale(saved, image, tile=6, overlap=0, blend=0, precision="fp32").image.shape == (1, 3, 20, 24)
+    tiled = upscale(saved, torch.rand(1, 3, 20, 24), tile=16, overlap=0, blend=0, precision="fp32")
+    assert tiled.image.shape == (1, 3, 40, 48) and tiled.tile_count == 4
 
 
 def test_names_are_unique(registered: ArchitectureSpec) -> None:

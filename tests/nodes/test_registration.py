@@ -96,3 +96,16 @@ def test_what_comfyui_imports_passes_the_registry_scan() -> None:
             elif isinstance(node, (ast.Attribute, ast.Name)) and ast.unparse(node) in FLAGGED_NAMES:
                 problems.append(f"{path.name}:{node.lineno}: {ast.unparse(node)}")
     assert not problems
+
+
+def test_requirements_are_the_projects_dependencies_and_never_move_numpy() -> None:
+    """ComfyUI-Manager installs requirements.txt: the same requirements as pyproject's dependencies (those for the
+    Pythons ComfyUI runs on), with imagecodecs kept below the first release that requires numpy>=2 (pip upgrades a
+    numpy 1.26 held by another pack rather than pick an older imagecodecs: checked with pip's resolver)."""
+    tomllib = pytest.importorskip("tomllib")
+    root = Path(nodes.__file__).resolve().parents[1]
+    lines = (root / "requirements.txt").read_text().splitlines()
+    required = {line.strip() for line in lines if line.strip() and not line.startswith("#")}
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert required == {d for d in project if "python_version <" not in d}
+    assert "imagecodecs>=2024.1,<2026.3.6" in required

@@ -37,7 +37,7 @@ def comfy_folders(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     module.get_input_subfolders = lambda: sorted(str(p.relative_to(tmp_path / "input")) for p in
                                                  (tmp_path / "input").rglob("*") if p.is_dir())
     monkeypatch.setitem(sys.modules, "folder_paths", module)
-    monkeypatch.setattr(training, "DEGRADE_SIZE", 48)  # the official 400² costs seconds a step on a CPU
+    monkeypatch.setitem(training.IN_COMFYUI, "degrade_size", 48)  # the official 400² costs seconds a step on a CPU
     return tmp_path
 
 
@@ -116,13 +116,14 @@ def test_a_batch_counts_as_its_images_and_too_small_ones_are_named(tiny_x2, comf
         _fine_tune(tiny_x2, [bhwc(64)], degradation="bicubic_x4")
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"steps": 0}, "steps must be within"),
-    ({"batch": 0}, "batch must be within"),
-    ({"patch": 30}, r"patch must be a multiple of the preset's scale \(4\)"),
-    ({"patch": 512}, "within 16..400"),
-    ({"degradation": "bicubic_x3"}, "unknown degradation preset 'bicubic_x3'"),
-    ({"learning_rate": 0.0}, "learning_rate must be above 0"),
+@pytest.mark.parametrize(("change", "message"), [  # the library's own messages: the node builds the run's config
+    ({"steps": 0}, r"steps must be 1\.\.1e\+09; got 0"),
+    ({"batch": 0}, r"batch must be 1\.\.1024; got 0"),
+    ({"patch": 30}, r"patch \(30\) must be a multiple of the scale of the degradation preset 'realesrgan_x4' \(4\)"),
+    ({"patch": 36, "stage": "gan"}, r"patch \(36\) must be a multiple of 8: the discriminator"),
+    ({"patch": 512}, r"patch \(512\) cannot be larger than degrade_size \(400\)"),
+    ({"degradation": "bicubic_x3"}, "degradation must be one of .*; got 'bicubic_x3'"),
+    ({"learning_rate": -1.0}, r"lr must be 0 \(the stage's official rate"),
     ({"stage": "gan", "perceptual_weight": 1.0}, r"vgg19-dcbb9e9d.pth.*Or set perceptual_weight to 0"),
 ])
 def test_mistakes_are_refused_at_queue_time(change: dict, message: str, monkeypatch: pytest.MonkeyPatch,
@@ -171,3 +172,19 @@ def test_loss_graph_draws_the_chosen_curves() -> None:
     assert not torch.equal(graph, only_total)
     with pytest.raises(ValueError, match="no curve gan; it has loss, pixel"):
         LOSS_GRAPH().draw(losses, "loss, gan", 400, 240)
+
+
+def test_the_inputs_are_the_configs_fields() -> None:
+    """Bounds, choices and help come from TrainingConfig's fields (the node's own defaults aside)."""
+    from realesr_core.option_fields import described_fields
+    from realesr_core.training import TrainingConfig
+
+    fields = described_fields(TrainingConfig)
+    required = FINE_TUNE.INPUT_TYPES()["required"]
+    assert required["stage"][0] == list(fields["stage"].facts.choices)
+    assert required["precision"][0] == list(fields["precision"].facts.choices)
+    assert "none" not in required["degradation"][0] and "realesrgan_x2" in required["degradation"][0]
+    rate = required["learning_rate"][1]
+    assert (rate["min"], rate["max"], rate["default"]) == (0, 1e-2, 0.0)  # 0: the stage's official rate
+    assert rate["tooltip"].startswith(fields["lr"].facts.help)
+    assert required["patch"][1]["max"] == 400 and required["steps"][1]["default"] == 500

@@ -11,9 +11,10 @@ import torch
 
 from nodes import NODE_CLASS_MAPPINGS
 from nodes.upscale_model import engine_model, to_upscale_model
-from realesr_core import load_model
+from realesr_core import RealESRError, load_model
+from realesr_core.models import new_model
 
-from helpers import bhwc, spandrel_model
+from helpers import SPANDREL_ARCHITECTURES, bhwc, spandrel_model, spandrel_network
 
 
 def test_loader_lists_bundled_models_and_returns_a_working_model() -> None:
@@ -58,7 +59,8 @@ def test_upscale_node_accepts_a_spandrel_style_model(compact) -> None:
 def test_validation_messages() -> None:
     upscale = NODE_CLASS_MAPPINGS["RealESR_Upscale"]
     assert upscale.VALIDATE_INPUTS(tile=0, overlap=32) is True
-    assert "at least 32" in upscale.VALIDATE_INPUTS(tile=8, overlap=32)
+    assert "tile must be 0 (auto) or 16..8192" in upscale.VALIDATE_INPUTS(tile=8, overlap=32)
+    assert "overlap" in upscale.VALIDATE_INPUTS(tile=0, overlap=300)
     save = NODE_CLASS_MAPPINGS["RealESR_SaveModel"]
     assert "relative name" in save.VALIDATE_INPUTS(filename="../../etc/x")
 
@@ -73,8 +75,14 @@ def test_blend_and_save(compact, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert engine_model(blended).hyperparameters["num_conv"] == 16
     saver = NODE_CLASS_MAPPINGS["RealESR_SaveModel"]()
     first = Path(saver.save(blended, "mine/blend")["ui"]["text"][0])
-    second = Path(saver.save(blended, "mine/blend")["ui"]["text"][0])
-    assert first.name == "blend.safetensors" and second.name == "blend_001.safetensors"
+    again = saver.save(blended, "mine/blend")["ui"]["text"][0]  # a workflow run again
+    fresh = to_upscale_model(new_model("srvgg", **{k: compact.hyperparameters[k] for k in ("num_feat", "num_conv")},
+                                       scale=4))
+    (other,) = NODE_CLASS_MAPPINGS["RealESR_ModelBlend"]().blend(a, fresh, 0.5)
+    second = Path(saver.save(other, "mine/blend")["ui"]["text"][0])
+    assert first.name == "blend.safetensors" and again == f"{first} (already there, unchanged)"
+    assert second.name == "blend_001.safetensors" and sorted(p.name for p in first.parent.iterdir()) == [
+        "blend.safetensors", "blend_001.safetensors"]
     assert load_model(second).scale == 4
 
 
@@ -219,3 +227,70 @@ def test_comfyui_decides_gpu_precision(monkeypatch: pytest.MonkeyPatch, fake_com
     monkeypatch.setattr(mm, "should_use_bf16", lambda device, prioritize_performance: bf16, raising=False)
     assert comfy_env.gpu_precision(torch.device("cuda"), *supports) == expected
     assert comfy_env.gpu_precision(torch.device("cpu"), *supports) is None  # the engine decides on CPUs
+
+
+@pytest.mark.parametrize("name", SPANDREL_ARCHITECTURES)
+def test_every_architecture_at_the_nodes_defaults(name: str) -> None:
+    """ComfyUI's own loader's models at precision auto (bf16 on a CPU with native bf16 where spandrel allows it):
+    a gray model (DnCNN, DRUNet) gets the image's luminance and gives gray RGB."""
+    model = spandrel_model(name)
+    out, _ = _upscale(model, bhwc(24), precision="auto", alpha_mode="model")
+    assert out.shape == (1, 24 * model.scale, 24 * model.scale, 3) and torch.isfinite(out).all()
+    if model.input_channels == 1:
+        assert torch.equal(out[..., 0], out[..., 1]) and torch.equal(out[..., 0], out[..., 2])
+
+
+def test_a_precision_the_architecture_lacks_is_refused_by_name() -> None:
+    with pytest.raises(RealESRError, match="SwinIR models do not support fp16: choose auto, fp32, fp32-strict or bf16"):
+        _upscale(spandrel_model("SwinIR"), bhwc(24), precision="fp16")
+
+
+def test_cancel_stops_before_the_next_tile(compact, fake_comfy) -> None:
+    """The node passes ComfyUI's interrupt flag as the engine's cancel: pressed right after the first tile, the
+    engine's own check stops the upscale (the bar's hook is never reached again), the prompt ends with ComfyUI's own
+    interruption, and no image comes back."""
+    fake_comfy["interrupt_after_updates"] = 1
+    with pytest.raises(fake_comfy["Interrupted"]):
+        _upscale(to_upscale_model(compact), bhwc(64), tile=32)
+    assert len(fake_comfy["updates"]) == 1 and fake_comfy["raised_by"] == "node"
+
+
+def test_loader_loads_every_file_it_lists(upscale_models_folder: Path, fake_comfy,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A SPAN and a gray DnCNN in models/upscale_models load through our loader as the descriptor spandrel makes
+    (so core's upscale node and other packs take them), with a patcher and our facts; our node runs them."""
+    spandrel = pytest.importorskip("spandrel")
+    from safetensors.torch import save_file
+
+    patchers = types.ModuleType("comfy.model_patcher")
+    patchers.ModelPatcher = FakePatcher
+    monkeypatch.setitem(sys.modules, "comfy.model_patcher", patchers)
+    save_file(spandrel_network("SPAN").state_dict(), upscale_models_folder / "2x_span.safetensors")
+    torch.save(spandrel_network("DnCNN-gray").state_dict(), upscale_models_folder / "dncnn_gray.pth")
+    loader = NODE_CLASS_MAPPINGS["RealESR_LoadModel"]
+    listed = loader.INPUT_TYPES()["required"]["model_name"][0]
+    assert {"2x_span.safetensors", "dncnn_gray.pth"} <= set(listed)
+    for name, scale in (("2x_span.safetensors", 2), ("dncnn_gray.pth", 1)):
+        assert loader.VALIDATE_INPUTS(model_name=name) is True
+        (model,) = loader().load(name)
+        assert isinstance(model, spandrel.ImageModelDescriptor) and model.patcher.model is model.model
+        assert engine_model(model).source.endswith(name)
+        with torch.inference_mode():  # core's call pattern
+            assert model(bhwc(16).movedim(-1, 1)[:, : model.input_channels]).shape[-1] == 16 * scale
+        assert _upscale(model, bhwc(16), precision="auto")[0].shape == (1, 16 * scale, 16 * scale, 3)
+
+
+def test_an_upscale_model_copied_by_another_pack_runs_its_own_weights(compact) -> None:
+    """Our facts ride on the UPSCALE_MODEL as an attribute: a deep copy (as some packs make before casting) carries
+    them along with its own network."""
+    import copy
+
+    model = to_upscale_model(compact)
+    before = _upscale(model, bhwc(16))[0]
+    duplicate = copy.deepcopy(model)
+    assert engine_model(duplicate).module is duplicate.model is not model.model
+    with torch.no_grad():
+        for parameter in duplicate.model.parameters():
+            parameter.zero_()
+    assert not torch.equal(_upscale(duplicate, bhwc(16))[0], before)
+    assert torch.equal(_upscale(model, bhwc(16))[0], before)

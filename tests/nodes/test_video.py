@@ -97,10 +97,12 @@ def test_cancel_leaves_nothing_behind(compact, clip: Path, fake_comfy, comfy_tem
     if how == "between frames":
         fake_comfy["cancel_after"] = 3
     else:
-        fake_comfy["interrupt_after_checks"] = 5  # the engine reads the flag before every tile
+        fake_comfy["interrupt_after_updates"] = 2  # pressed during the third frame: the engine's check finds it
     with pytest.raises(fake_comfy["Interrupted"]):
         _upscale(to_upscale_model(compact), clip, tile=32)
     assert 0 < len(fake_comfy["updates"]) < FRAMES
+    if how == "within a frame":
+        assert len(fake_comfy["updates"]) == 2 and fake_comfy["raised_by"] == "node"
     assert list(comfy_temp.iterdir()) == []
 
 
@@ -139,7 +141,7 @@ def test_queue_time_checks() -> None:
     assert "no preset 'medium'" in check(codec="libsvtav1", crf=30, preset="medium", tile=0, overlap=32)
     assert "codec must be one of" in check(codec="ffv1", crf=18, preset="medium", tile=0, overlap=32)
     assert "no encoder preset" in check(codec="libx264", crf=18, preset="fastest", tile=0, overlap=32)
-    assert "at least 32" in check(codec="libx264", crf=18, preset="medium", tile=8, overlap=32)
+    assert "tile must be 0 (auto) or 16..8192" in check(codec="libx264", crf=18, preset="medium", tile=8, overlap=32)
 
 
 def test_nvenc_without_an_nvidia_gpu_is_refused_at_queue_time(monkeypatch: pytest.MonkeyPatch) -> None:

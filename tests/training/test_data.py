@@ -157,3 +157,20 @@ def test_step_batches_are_a_function_of_the_step_and_split_the_stream_between_ra
     ranks = [list(StepBatches(size=5, batch=2, seed=2, first_step=0, last_step=6, rank=r, world=2)) for r in (0, 1)]
     assert [a + b for a, b in zip(*ranks, strict=True)] == whole  # two ranks of 2 = one process of 4
     assert whole != list(StepBatches(size=5, batch=4, seed=3, first_step=0, last_step=6))
+
+
+def test_an_unreadable_pair_gives_way_to_the_next_readable_one_every_time(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        Image.fromarray(photo(64, "chelsea" if name == "a" else "coffee")).save(tmp_path / f"{name}_hr.png")
+        Image.fromarray(photo(32, "chelsea" if name == "a" else "coffee")).save(tmp_path / f"{name}_lr.png")
+    whole = (tmp_path / "a_lr.png").read_bytes()
+    (tmp_path / "a_lr.png").write_bytes(whole[: len(whole) // 2])
+    pairs = ImagePairs([(tmp_path / f"{name}_lr.png", tmp_path / f"{name}_hr.png") for name in ("a", "b")], 32, 2)
+    with pytest.warns(UserWarning, match=r"skipped an unreadable training image: .*a_lr\.png"):
+        first = pairs[(0, 0)]
+    with pytest.warns(UserWarning, match="a_lr.png"):
+        again = pairs[(0, 0)]
+    assert all(torch.equal(x, y) for x, y in zip(first, again, strict=True))  # the same substitute
+    (tmp_path / "b_lr.png").write_bytes(b"")
+    with pytest.warns(UserWarning), pytest.raises(RealESRError, match="none of the 2 training images can be read"):
+        pairs[(0, 0)]

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from realesr_core.training.trainer import load_generator
+from realesr_core.training import load_generator
 
 from helpers import photo
 

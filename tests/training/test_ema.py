@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from realesr_core.training.ema import ModelEMA, decay_for_run
+from realesr_core.training import ModelEMA, decay_for_run
 
 
 def test_update_moves_parameters_by_one_minus_decay_and_copies_buffers() -> None:

@@ -16,10 +16,17 @@ from safetensors.torch import load_file
 
 from realesr_core import RealESRError
 from realesr_core.models import load_model
-from realesr_core.training.config import ConfigError, build_config
-from realesr_core.training.data import TrainingImages, find_training_images, load_rgb
-from realesr_core.training.step import NonFiniteLossError
-from realesr_core.training.trainer import TrainingRun, load_generator, train
+from realesr_core.training import (
+    ConfigError,
+    NonFiniteLossError,
+    TrainingImages,
+    TrainingRun,
+    build_config,
+    find_training_images,
+    load_generator,
+    load_rgb,
+    train,
+)
 
 from helpers import photo
 
@@ -66,8 +73,13 @@ def test_a_run_writes_the_model_metrics_samples_and_state(photos: Path) -> None:
     assert model.scale == 2 and model.architecture == "SRVGGNetCompact" and model.name == "SRVGGNetCompact-finetuned"
     assert set(load_file(out / "discriminator.safetensors")) >= {"conv0.weight", "conv1.weight_orig"}
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    setup, rows = rows[0], rows[1:]
+    assert setup["step"] == 0 and "fresh discriminator, no warm-up" in setup["setup"]
     assert [row["step"] for row in rows] == [2, 4, 6, 8]
     assert {"pixel", "gan", "d_real", "d_fake", "d_real_logit", "d_fake_logit", "lr", "it_per_s"} <= set(rows[0])
+    basicsr = {"l_g_pix": "pixel", "l_g_gan": "gan", "l_d_real": "d_real", "l_d_fake": "d_fake",
+               "out_d_real": "d_real_logit", "out_d_fake": "d_fake_logit"}  # BasicSR's names too, for its log tools
+    assert all(row[theirs] == row[ours] for row in rows for theirs, ours in basicsr.items())
     assert "validation" in rows[1] and "validation" in rows[3] and "validation" not in rows[0]
     assert 10 < rows[3]["validation"]["psnr"] < 60 and 0 < rows[3]["validation"]["ssim"] <= 1
     assert result.validation == rows[3]["validation"]
@@ -91,8 +103,9 @@ def test_a_stopped_run_resumes_bit_identical_to_an_uninterrupted_one(photos: Pat
     resumed = train(_config(photos, "parts"), resume=True)
     assert resumed.steps == 8
     _assert_same_weights(photos / "whole", photos / "parts")
-    steps = [json.loads(line)["step"] for line in (photos / "parts" / "metrics.jsonl").read_text().splitlines()]
-    assert steps == [2, 4, 6, 8]  # no step logged twice
+    rows = [json.loads(line) for line in (photos / "parts" / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows if "setup" not in row] == [2, 4, 6, 8]  # no step logged twice
+    assert [row["step"] for row in rows if "setup" in row] == [0, 3]  # each start says what the rules chose
 
 
 def test_ctrl_c_finishes_the_step_and_saves(photos: Path) -> None:
@@ -139,13 +152,15 @@ def test_non_finite_losses_stop_the_run_and_keep_the_last_good_checkpoint(photos
 @pytest.mark.parametrize(("change", "message"), [
     ({"hr_dir": "nowhere"}, "training image folder .*nowhere does not exist"),
     ({"hr_dir": "val", "patch": 80, "degrade_size": 80}, "no usable training image"),
-    ({"patch": 33}, r"patch \(33\) must be a multiple of the model's scale \(2\)"),
+    ({"patch": 33}, r"patch \(33\) must be a multiple of the scale of the degradation preset 'realesrgan_x2'"),
+    ({"patch": 36}, r"patch \(36\) must be a multiple of 8: the discriminator halves it three times"),
+    ({"model": str(Path(__file__)), "degradation": "realesrgan_x4"}, "unknown model file type .py"),
     ({"degradation": "realesrgan_x4"}, "makes x4 inputs but the model is x2"),
     ({"patch": 64}, r"patch \(64\) cannot be larger than degrade_size \(48\)"),
     ({"model": "new:srvgg:num_feat=8,bogus=1"}, "cannot be built"),
     ({"model": "new:transformer:"}, "unknown architecture 'transformer'"),
     ({"losses": {}}, "--loss perceptual=0"),
-    ({"lr_dir": "val", "degradation": ""}, "has no low-resolution partner"),
+    ({"lr_dir": "val", "degradation": "none"}, "has no low-resolution partner"),
     ({"discriminator": "missing.pth"}, "missing.pth is not a file"),
 ])
 def test_bad_input_is_refused_before_training(photos: Path, monkeypatch: pytest.MonkeyPatch, change: dict,
@@ -195,8 +210,52 @@ def test_tensorboard_gets_the_same_scalars_when_it_is_installed(photos: Path) ->
     train(_config(photos, steps=4, val_dir=str(photos / "val"), val_every=4))
     events = event_accumulator.EventAccumulator(str(photos / "out" / "tensorboard"))
     events.Reload()
-    assert {"pixel", "gan", "d_real_logit", "lr", "validation/psnr"} <= set(events.Tags()["scalars"])
-    rows = [json.loads(line) for line in (photos / "out" / "metrics.jsonl").read_text().splitlines()]
+    assert {"pixel", "gan", "d_real_logit", "lr", "validation/psnr", "losses/l_g_pix", "losses/l_d_fake",
+            "out_d_real"} <= set(events.Tags()["scalars"])
+    rows = [json.loads(line) for line in (photos / "out" / "metrics.jsonl").read_text().splitlines()][1:]
     logged = events.Scalars("pixel")
     assert [event.step for event in logged] == [row["step"] for row in rows]
     assert [event.value for event in logged] == pytest.approx([row["pixel"] for row in rows], rel=1e-6)
+
+
+def test_an_error_before_the_first_step_leaves_no_run_behind(photos: Path) -> None:
+    def unplugged() -> bool:
+        raise RuntimeError("disk unplugged")
+
+    with pytest.raises(RuntimeError, match="disk unplugged"):
+        train(_config(photos), should_stop=unplugged)
+    assert not (photos / "out" / "state").exists()
+    assert train(_config(photos, steps=2)).steps == 2  # the same command runs again
+
+
+def test_a_truncated_image_is_skipped_when_read_and_the_run_still_replays(photos: Path) -> None:
+    """Its header reads, so the scan keeps it; its first read warns and takes the next image instead, the same one
+    every time, so a stopped and resumed run equals an uninterrupted one."""
+    whole = (photos / "hr" / "astronaut.png").read_bytes()
+    (photos / "hr" / "truncated.png").write_bytes(whole[: len(whole) // 2])
+    with pytest.warns(UserWarning, match=r"skipped an unreadable training image: .*truncated\.png"):
+        train(_config(photos, "whole", steps=6))
+    calls = iter(range(100))
+    with pytest.warns(UserWarning, match="truncated.png"):
+        train(_config(photos, "parts", steps=6), should_stop=lambda: next(calls) == 3)
+    with pytest.warns(UserWarning, match="truncated.png"):
+        train(_config(photos, "parts", steps=6), resume=True)
+    _assert_same_weights(photos / "whole", photos / "parts")
+
+
+def test_a_fresh_discriminator_warms_up_and_a_trained_one_is_taken_as_it_is(photos: Path) -> None:
+    train(_config(photos, "first", steps=20, log_every=1, discriminator_warmup=5))  # at most 20 // 10 = 2 steps
+    rows = [json.loads(line) for line in (photos / "first" / "metrics.jsonl").read_text().splitlines()]
+    assert "fresh discriminator, trained alone (G frozen) for the first 2 steps" in rows[0]["setup"]
+    assert [row["step"] for row in rows if row.get("d_warmup")] == [1, 2]
+    assert "pixel" not in rows[1] and "pixel" in rows[3]
+    trained = photos / "first" / "discriminator.safetensors"
+    run = TrainingRun(_config(photos, "second", discriminator=str(trained), discriminator_feat=64))
+    assert run.step.options.discriminator_warmup == 0 and f"discriminator from {trained}" in run.notes
+    start = load_file(trained)
+    assert all(torch.equal(tensor, run.step.discriminator.state_dict()[key]) for key, tensor in start.items())
+    official = photos / "netD.pth"  # the official files' layout: the weights under "params"
+    torch.save({"params": start}, official)
+    assert TrainingRun(_config(photos, "third", discriminator=str(official))).step.discriminator is not None
+    with pytest.raises(ConfigError, match="the discriminator to start from .*not a UNetDiscriminatorSN"):
+        TrainingRun(_config(photos, "fourth", discriminator=str(photos / "first" / "model.safetensors")))

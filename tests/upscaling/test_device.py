@@ -41,7 +41,7 @@ def fake_card(monkeypatch: pytest.MonkeyPatch):
 ])
 def test_auto_precision_follows_the_target_card(fake_card, capability, name, fp16, bf16, expected) -> None:
     fake_card(capability, name)
-    assert device.auto_dtype(CUDA, fp16, bf16) == expected
+    assert device.inference_dtype(CUDA, fp16, bf16) == expected
 
 
 def test_free_memory_counts_what_the_caching_allocator_holds_unused(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -235,7 +235,7 @@ def test_gray_image_with_colour_model_comes_back_gray(compact) -> None:
 @pytest.mark.parametrize("channels", [1, 4])
 def test_native_one_and_four_channel_models(channels: int) -> None:
     model = load_model(randomized(SRVGGNetCompact(channels, channels, num_feat=8, num_conv=2)).state_dict())
-    out = upscale(model, torch.rand(1, channels, 20, 20), tile=12)
+    out = upscale(model, torch.rand(1, channels, 20, 20), tile=16)
     assert out.image.shape == (1, channels, 80, 80)
 
 
@@ -254,7 +254,7 @@ def test_sixteen_bit_precision_survives() -> None:
 def test_odd_sizes_with_unshuffle_models(scale: int) -> None:
     model = load_model(randomized(RRDBNet(scale=scale, num_feat=8, num_block=1, num_grow_ch=4)).state_dict())
     for size in [(13, 9), (3, 31)]:
-        out = upscale(model, torch.rand(1, 3, *size), tile=8, overlap=8).image
+        out = upscale(model, torch.rand(1, 3, *size), tile=16, overlap=8).image
         assert out.shape == (1, 3, size[0] * scale, size[1] * scale)
 
 
@@ -277,10 +277,19 @@ def test_output_sizes(compact) -> None:
     assert eight.passes == 2 and eight.image.shape[-2:] == (160, 240)
     with pytest.raises(RealESRError, match="either outscale or width"):
         upscale(compact, image, outscale=2.0, width=10)
-    with pytest.raises(RealESRError, match="must be positive"):
+    with pytest.raises(RealESRError, match="width must be 1..131072; got -5"):
         upscale(compact, image, width=-5)
-    with pytest.raises(RealESRError, match="outscale must be positive"):
+    with pytest.raises(RealESRError, match="outscale must be 0.05..16; got 0"):
         upscale(compact, image, outscale=0.0)
+
+
+def test_a_factor_just_above_the_scale_is_one_pass_and_a_resize(compact) -> None:
+    """x4.69 with a x4 model: one pass resized (as Real-ESRGAN's --outscale), not two passes (17x the work)."""
+    image = to_tensor(photo(64))
+    result = upscale(compact, image, width=300, height=100)
+    assert result.passes == 1 and result.image.shape[-2:] == (100, 300)
+    assert upscale(compact, image[..., :16, :16], outscale=6.0).passes == 1
+    assert upscale(compact, image[..., :16, :16], outscale=6.5).passes == 2
 
 
 def test_downscaled_output_is_antialiased(compact) -> None:

@@ -1,18 +1,12 @@
-"""SRVGGNetCompact, Real-ESRGAN's small VGG-style network (realesr-animevideov3, realesr-general-x4v3), and its
-spec. Canonical keys: `body.N.weight` / `body.N.bias`, convs at even N and PReLU slopes at odd N."""
+"""SRVGGNetCompact, Real-ESRGAN's small VGG-style network (realesr-animevideov3, realesr-general-x4v3). Keys:
+`body.N.weight` / `body.N.bias`, convs at even N and PReLU slopes at odd N; its state dicts are told apart in
+`models/detect/srvgg.py`."""
 
 from __future__ import annotations
-
-import math
-import re
-import warnings
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from ...errors import ModelLoadError
-from ..spec import ArchitectureSpec, Hyperparameters, StateDict, tensor_shape
 
 ACTIVATIONS = ("prelu", "relu", "leakyrelu")
 
@@ -62,49 +56,7 @@ class SRVGGNetCompact(nn.Module):
         """Activation elements alive at the peak of a forward pass, per input pixel (sizes the tiles)."""
         return 3 * self.body[0].out_channels + 3 * self.num_out_ch * self.scale**2
 
-
-def matches(state: StateDict) -> bool:
-    return "body.0.weight" in state and all(re.fullmatch(r"body\.\d+\.(weight|bias)", k) for k in state)
-
-
-def read_hyperparameters(state: StateDict) -> Hyperparameters:
-    conv_indices = sorted({int(k.split(".")[1]) for k in state if k.endswith(".bias")})
-    last = conv_indices[-1]
-    if last % 2 or last < 2:
-        raise ModelLoadError(f"SRVGGNetCompact's last conv should have an even index >= 2, found body.{last}")
-    num_feat, num_in_ch = tensor_shape(state, "body.0.weight", 4)[:2]
-    out_units = tensor_shape(state, f"body.{last}.weight", 4)[0]
-    for channels in dict.fromkeys((num_in_ch, 3, 4, 1)):
-        upscale = math.isqrt(out_units // channels)
-        if out_units % channels == 0 and upscale * upscale * channels == out_units:
-            break
-    else:
-        raise ModelLoadError(f"SRVGGNetCompact's last conv has {out_units} outputs: not channels x scale^2")
-    if "body.1.weight" in state:
-        act_type = "prelu"
-    else:
-        act_type = "leakyrelu"
-        warnings.warn(
-            "SRVGGNetCompact without PReLU weights: the activation is not stored in the file; assuming LeakyReLU(0.1)",
-            stacklevel=3,
-        )
-    return {
-        "num_in_ch": num_in_ch,
-        "num_out_ch": channels,
-        "num_feat": num_feat,
-        "num_conv": (last - 2) // 2,
-        "upscale": upscale,
-        "act_type": act_type,
-    }
-
-
-SPEC = ArchitectureSpec(
-    name="SRVGGNetCompact",
-    build=SRVGGNetCompact,
-    matches=matches,
-    read_hyperparameters=read_hyperparameters,
-    expected_keys="SRVGGNetCompact keys (body.N)",
-    tags=lambda hp: [f"{hp['num_feat']}nf", f"{hp['num_conv']}nc", hp["act_type"]],
-    aliases=("srvgg", "compact"),
-    scale_keyword="upscale",
-)
+    def output_layer(self) -> nn.Module:
+        """The last layer, which the engine runs in fp32 where reduced precision would quantise the result (its
+        fp32 output also makes the residual addition fp32)."""
+        return self.body[-1]

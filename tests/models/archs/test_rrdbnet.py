@@ -11,7 +11,7 @@ import torch
 
 from realesr_core import ModelLoadError, load_model
 from realesr_core.models.archs import RRDBNet
-from realesr_core.models.archs.rrdbnet import canonicalize
+from realesr_core.models.detect.rrdbnet import canonicalize
 from realesr_core.models.registry import detect
 from realesr_core.models.state_dict import extract_state_dict
 
