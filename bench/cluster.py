@@ -13,7 +13,8 @@ does. Goal: the Ray row at least 0.8 x N times as fast as the single-thread plai
 checked to be the plain rows' bytes.
 
 Driver memory: `realesr upscale --ray` run as a process of its own against the same cluster, over 1 tiny input and
-over --driver-inputs tiny inputs (8x8 PNGs); its peak RSS (ru_maxrss) for each, and the difference per input.
+over --driver-inputs tiny inputs (8x8 PNGs in sub-folders of 1,000, the tree mirrored in the output folder); its peak
+RSS (ru_maxrss) for each, and the difference per input (planning streams: it should stay near zero).
 Run it alone: the rows compete for the same cores with anything else.
 """
 
@@ -43,8 +44,9 @@ print(f"peak-rss-kib {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss} status
 """
 
 
-def make_images(folder: Path, count: int, size: int) -> Path:
-    """`count` different crops of a real photo, `size` pixels square (resized from a larger crop above 256)."""
+def make_images(folder: Path, count: int, size: int, per_folder: int = 0) -> Path:
+    """`count` different crops of a real photo, `size` pixels square (resized from a larger crop above 256); in
+    sub-folders of `per_folder` images where that is set, as an archive keeps them."""
     import numpy as np
     from PIL import Image
     from skimage import data
@@ -58,7 +60,9 @@ def make_images(folder: Path, count: int, size: int) -> Path:
         image = Image.fromarray(photo[top : top + crop, left : left + crop])
         if size != crop:
             image = image.resize((size, size), Image.LANCZOS)
-        image.save(folder / f"image{index:06d}.png", compress_level=1)
+        place = folder / f"part{index // per_folder:04d}" if per_folder else folder
+        place.mkdir(exist_ok=True)
+        image.save(place / f"image{index:06d}.png", compress_level=1)
     return folder
 
 
@@ -110,7 +114,7 @@ def driver_memory(address: str, model: str, inputs: int, work: Path) -> None:
     environment = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     peaks = {}
     for count in (1, inputs):
-        folder = make_images(work / f"tiny{count}", count, 8)
+        folder = make_images(work / f"tiny{count}", count, 8, per_folder=1000)
         started = time.perf_counter()
         finished = subprocess.run([sys.executable, "-c", DRIVER, "upscale", str(folder), "-m", model, "-o",
                                    f"{work / f'tiny{count}-out'}/", "--ray", address], capture_output=True, text=True,
@@ -119,7 +123,7 @@ def driver_memory(address: str, model: str, inputs: int, work: Path) -> None:
         if not line or not line[0].endswith("status 0"):
             raise SystemExit(f"the driver over {count} inputs failed:\n{finished.stderr[-3000:]}")
         peaks[count] = (int(line[0].split()[1]), time.perf_counter() - started)
-    print(f"\nRay driver's peak RSS ({model}, 8x8 PNG inputs, a process of its own)\n")
+    print(f"\nRay driver's peak RSS ({model}, 8x8 PNG inputs in folders of 1,000, a process of its own)\n")
     print("| inputs | peak RSS | seconds |")
     print("|---|---|---|")
     for count, (kib, seconds) in peaks.items():

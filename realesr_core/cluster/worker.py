@@ -37,7 +37,8 @@ class Upscaler:
     def __init__(self, job: UpscaleJob) -> None:
         import ray
 
-        zoo.set_cache_dir(job.cache_dir)
+        if job.cache_dir is not None:  # else this worker's own cache
+            zoo.set_cache_dir(job.cache_dir)
         context = ray.get_runtime_context()
         assigned = context.get_assigned_resources()
         self.node = context.get_node_id()

@@ -63,7 +63,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def images(folder: Path, count: int, size: int = 20) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for index in range(count):
-        Image.fromarray(photo(size, left=60 + 7 * index)).save(folder / f"photo{index:02d}.png")
+        Image.fromarray(photo(size, left=60 + 7 * (index % 10))).save(folder / f"photo{index:02d}.png")
     return folder
 
 
@@ -295,7 +295,9 @@ def test_a_node_lost_mid_unit_gives_every_output_once(cluster, tmp_path: Path, m
     plain.mkdir()
     model = load_model(MODEL_NAME)
     for source in sorted(folder.iterdir()):
-        upscale_image_file(model, read_image(source), plain / f"{source.stem}_x4.png", UpscaleOptions())
+        loaded = read_image(source)
+        upscale_image_file(model, loaded, plain / f"{source.stem}_x4.png", UpscaleOptions(),
+                           bit_depth=loaded.bit_depth, quality=95)
     node = cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
     gate, out = tmp_path / "gate" / "removed", tmp_path / "out"
@@ -396,7 +398,8 @@ def test_a_huge_image_is_spread_by_tile_rows_and_written_once(cluster, tmp_path:
     folder.mkdir()
     tifffile.imwrite(folder / "scan.tif", photo(72)[:, :56], photometric="rgb", tile=(16, 16), compression="zlib")
     options = UpscaleOptions(tile=16, precision="fp32")
-    upscale_to_tiff(load_model(MODEL_NAME), open_for_streaming(folder / "scan.tif"), tmp_path / "plain.tif", options)
+    upscale_to_tiff(load_model(MODEL_NAME), open_for_streaming(folder / "scan.tif", 10**8), tmp_path / "plain.tif",
+                    options, bit_depth=8)
     assert on_ray((folder / "scan.tif",), tmp_path / "ray.tif", options=options, stream=True) == 0
     plain, spread = tifffile.imread(tmp_path / "plain.tif"), tifffile.imread(tmp_path / "ray.tif")
     assert spread.shape == (288, 224, 3)
@@ -432,7 +435,7 @@ model = load_model(job.model)
 try:
     upscale_on_ray(model, plan_upscale(job, model.scale), job, cluster.address, None)
 except fleet.ClusterLost as lost:
-    print(f"ClusterLost: {lost}\n{time.monotonic() - killed[0]:.0f} s after the head died", flush=True)
+    print(f"ClusterLost: {lost}\\n{time.monotonic() - killed[0]:.0f} s after the head died", flush=True)
 """
 
 
