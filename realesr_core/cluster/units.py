@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
 from ..jobs import UpscaleJob
 from ..media import (
@@ -69,6 +69,8 @@ class _PartUnit:
 
     plan: VideoPlan | TileRowPlan
     index: int
+    parts: int  # how many the output has
+    PART: ClassVar[str] = "part"  # what a part is called in messages
 
     @property
     def source(self) -> Path:
@@ -77,6 +79,10 @@ class _PartUnit:
     @property
     def written(self) -> Path:
         return self.plan.work.part(self.index)
+
+    @property
+    def label(self) -> str:
+        return f"{self.plan.source.name} {self.PART} {self.index + 1}/{self.parts}"
 
     def record(self, result: list[int]) -> None:
         self.plan.work.finish(self.index, *result)
@@ -87,10 +93,7 @@ class SegmentUnit(_PartUnit):
     """One keyframe-aligned segment of a video, encoded into its file in the video's work folder."""
 
     plan: VideoPlan
-
-    @property
-    def label(self) -> str:
-        return f"{self.plan.source.name} segment {self.index + 1}/{len(self.plan.facts.segments)}"
+    PART: ClassVar[str] = "segment"
 
     def run(self, model: Any, job: UpscaleJob, options: UpscaleOptions) -> list[int]:
         return list(write_segment(model, self.plan, self.index, options, job.video))
@@ -101,10 +104,7 @@ class TileRowUnit(_PartUnit):
     """One row of tiles of an image too large for one worker, read by window, its output kept in the work folder."""
 
     plan: TileRowPlan
-
-    @property
-    def label(self) -> str:
-        return f"{self.plan.source.name} tile row {self.index + 1}/{self.plan.rows}"
+    PART: ClassVar[str] = "tile row"
 
     def run(self, model: Any, job: UpscaleJob, options: UpscaleOptions) -> list[int]:
         return [upscale_tile_row(model, self.plan, self.index, options, job.max_pixels)]
@@ -130,8 +130,8 @@ def image_item(source: Path, target: Path, key: str, pixels: int) -> Item:
 
 def video_item(plan: VideoPlan, key: str) -> Item:
     """The segments not finished by an earlier run of the same job, and the join."""
-    units: list[Unit] = [SegmentUnit(plan, index) for index in range(len(plan.facts.segments))
-                         if plan.work.finished(index) is None]
+    count = len(plan.facts.segments)
+    units: list[Unit] = [SegmentUnit(plan, index, count) for index in range(count) if plan.work.finished(index) is None]
     return Item(plan.source, plan.target, units, key, finish=functools.partial(join_segments, plan))
 
 
@@ -139,7 +139,7 @@ def huge_item(model: Any, source: Path, target: Path, job: UpscaleJob, key: str)
     """The tile rows not finished by an earlier run of the same job, and the single writer of the tiled TIFF."""
     plan = plan_tile_rows(model, source, target, job.options, {"item": key}, bit_depth=job.bits,
                           max_pixels=job.max_pixels)
-    units: list[Unit] = [TileRowUnit(plan, row) for row in range(plan.rows) if not plan.finished(row)]
+    units: list[Unit] = [TileRowUnit(plan, row, plan.rows) for row in range(plan.rows) if not plan.finished(row)]
     return Item(source, target, units, key, finish=functools.partial(write_tile_rows, plan))
 
 
