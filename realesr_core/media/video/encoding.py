@@ -187,6 +187,7 @@ def encode_segment(model: Any, source: Path, temporary: Path, start: int | None,
             stream_out.set_display_matrix(encoding.display_matrix)
         rgb = "rgb48le" if encoding.bits == 10 else "rgb24"
         matrix = {"dst_colorspace": encoding.colour["colorspace"], "dst_color_range": encoding.colour["color_range"]}
+        options = (options or UpscaleOptions()).for_bit_depth(encoding.bits)
         encoder = _Encoder(model, stream_out, output, rgb, {k: v for k, v in matrix.items() if v}, options, video,
                            progress, cancel)
         damage = _Damage()
