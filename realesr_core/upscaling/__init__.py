@@ -2,6 +2,6 @@
 
 from .device import usable_cpus
 from .engine import UpscaleResult, memory_required, upscale
-from .options import UpscaleOptions
+from .options import PRECISION_CHOICES, UpscaleOptions
 
-__all__ = ["UpscaleOptions", "UpscaleResult", "memory_required", "upscale", "usable_cpus"]
+__all__ = ["PRECISION_CHOICES", "UpscaleOptions", "UpscaleResult", "memory_required", "upscale", "usable_cpus"]
