@@ -45,12 +45,15 @@ def upscale_on_ray(model: ModelDescriptor, plan: UpscalePlan, job: UpscaleJob, a
     The plan is consumed as the fleet asks for work (a huge archive starts at once, and the driver holds only what is
     in flight), except where an output could land among the inputs (no output folder, or one overlapping an input
     folder): then it is taken whole first, so that an output that would replace an input is refused (PlanError)
-    before any work, as without Ray. A video's segments are kept for a re-run (`video.resume`), whatever the job
+    before any work, as without Ray (and so are video settings that fail every video; a streamed plan fails each
+    video with them instead). A video's segments are kept for a re-run (`video.resume`), whatever the job
     says: re-running the same command is how a Ray run resumes."""
     job = replace(job, video=replace(job.video, resume=True))
     planned: Iterable[PlannedFile] = plan
     if _outputs_may_meet_inputs(job):
         planned = list(plan)
+        if any(entry.how == VIDEO for entry in planned) and (problems := check_videos(job)):
+            raise RealESRError("; ".join(problems))  # as the plain command: before any work
         entries: Iterator[PlannedFile] = iter(planned)
         folder = _common_folder([entry.target for entry in planned if entry.target is not None])
     else:
