@@ -221,6 +221,14 @@ def test_an_output_over_an_input_is_refused_before_any_work(cluster, tmp_path: P
     assert {path.name: path.stat().st_mtime_ns for path in folder.iterdir()} == before
 
 
+def test_video_settings_that_fail_every_video_stop_the_run_before_work(tmp_path: Path) -> None:
+    folder = images(tmp_path / "in", 1)
+    make_clip(folder / "clip.mkv", frames=3)
+    with pytest.raises(RealESRError, match="--outscale, --width and --height are for images"):
+        on_ray((folder,), None, options=UpscaleOptions(outscale=2))
+    assert sorted(path.name for path in folder.iterdir()) == ["clip.mkv", "photo00.png"]
+
+
 def test_planning_follows_the_fleet(cluster, tmp_path: Path) -> None:
     """The plan is consumed as workers need units: by the time the 90th input is planned, outputs are made (the one
     worker takes two parcels of 32 images, and more only once one is back)."""
