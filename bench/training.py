@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 from realesr_core import load_model  # noqa: E402
 from realesr_core.degradation import degrade  # noqa: E402
 from realesr_core.media import write_image  # noqa: E402
-from realesr_core.models.archs.discriminator import UNetDiscriminatorSN  # noqa: E402
+from realesr_core.models import UNetDiscriminatorSN  # noqa: E402
 from realesr_core.training import (  # noqa: E402
     PerceptualLoss,
     StepOptions,

@@ -10,8 +10,8 @@ import torch
 
 from realesr_core import RealESRError
 from realesr_core.degradation import (
+    DEGRADATION_PRESETS,
     KERNEL_TYPES,
-    PRESETS,
     RESIZE_MODES,
     apply_parameters,
     build_kernel,
@@ -56,7 +56,7 @@ class Degrade:
         return {
             "required": {
                 "image": IMAGE_IN,
-                "preset": (list(PRESETS), {"default": "realesrgan_x4", "tooltip": (
+                "preset": (list(DEGRADATION_PRESETS), {"default": "realesrgan_x4", "tooltip": (
                     "Official Real-ESRGAN x4 / x2 settings, lighter or heavier damage, or plain bicubic x4.")}),
                 "size": (["downscale", "keep size"], {"default": "downscale", "tooltip": (
                     "downscale: 1/scale of the input, as for training pairs. keep size: resized back at the end, "
@@ -136,7 +136,7 @@ class Blur:
     def blur(self, image: torch.Tensor, kernel: str, kernel_size: int, sigma_x: float, sigma_y: float,
              rotation: float, beta: float, cutoff: float, seed: int) -> tuple:
         if kernel == "random":
-            drawn = sample_blur_kernels(PRESETS["realesrgan_x4"], image.shape[0], seed)
+            drawn = sample_blur_kernels(DEGRADATION_PRESETS["realesrgan_x4"], image.shape[0], seed)
             kernels = torch.stack([build_kernel(params) for params in drawn])
         else:
             isotropic = kernel in ("iso", "generalized_iso", "plateau_iso")

@@ -25,8 +25,7 @@ from realesr_core import (
     upscale,
 )
 from realesr_core.models import describe, zoo
-from realesr_core.upscaling import memory_required
-from realesr_core.upscaling.options import PRECISION_CHOICES
+from realesr_core.upscaling import PRECISION_CHOICES, memory_required
 
 from . import comfy_env
 from .options import check_option_values, option_input

@@ -25,7 +25,7 @@ from .upscale import TILING_INPUTS, cancelled_as_comfyui, check_tiling, model_on
 
 # The encoders whose streams an MP4 holds: Save Video copies our file's streams into an .mp4 unchanged.
 CODECS = ["libx264", "libx265", "libsvtav1", "h264_nvenc", "hevc_nvenc", "av1_nvenc"]
-PRESETS = [*X26X_PRESETS, *SVT_AV1_PRESETS]
+ENCODER_PRESET_NAMES = [*X26X_PRESETS, *SVT_AV1_PRESETS]
 BIT_DEPTHS = ["as source", "8", "10"]
 
 
@@ -52,7 +52,7 @@ class UpscaleVideo:
             "crf": ("INT", {"default": 18, "min": 0, "max": 63, "tooltip": (
                 "Quality: lower is better and larger. x264 / x265 take 0 to 51 (18 looks lossless), SVT-AV1 0 to "
                 "63 (about 25 for the same look).")}),
-            "preset": (PRESETS, {"default": "medium", "tooltip": (
+            "preset": (ENCODER_PRESET_NAMES, {"default": "medium", "tooltip": (
                 "Encoder speed: slower presets give smaller files at the same quality. x264 / x265 by name "
                 "(ultrafast .. placebo), SVT-AV1 by number (0 slowest .. 13 fastest).")}),
             "bit_depth": (BIT_DEPTHS, {"default": "as source", "tooltip": (
@@ -70,7 +70,7 @@ class UpscaleVideo:
             return tiling
         if codec not in CODECS:
             return f"codec must be one of {', '.join(CODECS)} (what an MP4 holds), got {codec!r}"
-        if preset not in PRESETS:
+        if preset not in ENCODER_PRESET_NAMES:
             return f"preset {preset!r} is no encoder preset"
         try:
             check_encoding(VideoOptions(codec=codec, crf=crf, preset=preset))

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 from make_workflows import TRAINING_FOLDER  # noqa: E402
 
 from realesr_core import read_image  # noqa: E402
-from realesr_core.training.validation import psnr  # noqa: E402
+from realesr_core.training import psnr  # noqa: E402
 
 TRAINING_PHOTOS = ("astronaut", "coffee", "rocket", "hubble_deep_field", "stereo_motorcycle")
 HELD_OUT = "chelsea"  # a cat: nothing like it is among the training photos

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from ..degradation import PRESETS, DegradationConfig, apply_parameters, get_preset, sample_parameters
+from ..degradation import DEGRADATION_PRESETS, DegradationConfig, apply_parameters, get_preset, sample_parameters
 from ..errors import RealESRError
 from ..files import unwritable_reason, write_atomically
 from ..jobs import IMAGE, Identified, Inputs, Named, PlanError
@@ -109,7 +109,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     deg.add_argument("output_dir", help="where NAME_lq.png, NAME_gt.png (--pairs) and NAME.json go, the input "
                                         "folder's tree mirrored")
     add_recursion_argument(deg)
-    deg.add_argument("--degradation", default="realesrgan_x4", choices=list(PRESETS),
+    deg.add_argument("--degradation", default="realesrgan_x4", choices=list(DEGRADATION_PRESETS),
                      help="degradation preset (as finetune's --degradation)")
     deg.add_argument("--seed", type=int, default=0, help="seed of the random draws (same seed, same output)")
     deg.add_argument("--scale", type=int, choices=[2, 4], help="override the preset's scale")

@@ -24,11 +24,16 @@ from ..jobs import (
     check_videos,
     plan_upscale,
 )
-from ..media import DEFAULT_MAX_PIXELS, read_image
-from ..media.huge import open_for_streaming, upscale_to_tiff
-from ..media.images import output_format
-from ..media.upscale_file import upscale_image_file
-from ..media.video import VideoOptions, upscale_video
+from ..media import (
+    DEFAULT_MAX_PIXELS,
+    VideoOptions,
+    open_for_streaming,
+    output_format,
+    read_image,
+    upscale_image_file,
+    upscale_to_tiff,
+    upscale_video,
+)
 from ..models import ModelDescriptor, load_model, zoo
 from ..upscaling import UpscaleOptions
 from .common import (

@@ -4,7 +4,7 @@ from .jpeg import diff_jpeg, pillow_jpeg
 from .kernels import KERNEL_TYPES, build_kernel
 from .ops import RESIZE_MODES, filter2d, gaussian_noise, on_colour, poisson_noise, quantize, resize, usm_sharpen
 from .pipeline import (
-    PRESETS,
+    DEGRADATION_PRESETS,
     DegradationConfig,
     Degraded,
     apply_parameters,
@@ -17,7 +17,7 @@ from .pipeline import (
 
 __all__ = [
     "KERNEL_TYPES",
-    "PRESETS",
+    "DEGRADATION_PRESETS",
     "RESIZE_MODES",
     "Degraded",
     "DegradationConfig",

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from ..imaging import check_images, luminance, pad_reflect
+from ..image_tensors import check_images, luminance, pad_reflect
 
 RESIZE_MODES = ("area", "bilinear", "bicubic")
 POISSON_GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # the grayscale conversion of Real-ESRGAN's Poisson noise

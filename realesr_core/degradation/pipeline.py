@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from ..errors import RealESRError
-from ..imaging import check_images
+from ..image_tensors import check_images
 from . import ops
 from .jpeg import diff_jpeg
 from .kernels import KERNEL_TYPES, build_kernel
@@ -101,7 +101,7 @@ def _checked(name: str, value: Any, default: Any) -> Any:
 
 
 OFFICIAL_X4 = DegradationConfig()
-PRESETS: dict[str, DegradationConfig] = {
+DEGRADATION_PRESETS: dict[str, DegradationConfig] = {
     "realesrgan_x4": OFFICIAL_X4,
     "realesrgan_x2": OFFICIAL_X4.with_overrides(scale=2),
     "light_x4": OFFICIAL_X4.with_overrides(
@@ -120,13 +120,14 @@ PRESETS: dict[str, DegradationConfig] = {
         second_order_prob=0.0, final_sinc_prob=0.0, final_resize_modes=("bicubic",), jpeg_prob2=0.0,
     ),
 }
-PRESETS["bicubic_x2"] = PRESETS["bicubic_x4"].with_overrides(scale=2)  # fidelity training: plain bicubic x2
+# fidelity training: plain bicubic x2
+DEGRADATION_PRESETS["bicubic_x2"] = DEGRADATION_PRESETS["bicubic_x4"].with_overrides(scale=2)
 
 
 def get_preset(name: str, **overrides: Any) -> DegradationConfig:
-    if name not in PRESETS:
-        raise RealESRError(f"unknown degradation preset {name!r}; known: {', '.join(PRESETS)}")
-    return PRESETS[name].with_overrides(**overrides) if overrides else PRESETS[name]
+    if name not in DEGRADATION_PRESETS:
+        raise RealESRError(f"unknown degradation preset {name!r}; known: {', '.join(DEGRADATION_PRESETS)}")
+    return DEGRADATION_PRESETS[name].with_overrides(**overrides) if overrides else DEGRADATION_PRESETS[name]
 
 
 # ------------------------------------------------------------------------------------------------------ sampling

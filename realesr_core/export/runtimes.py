@@ -12,7 +12,7 @@ import torch
 
 from ..errors import RealESRError
 from ..extras import import_extra
-from ..imaging import pad_reflect, pad_to_multiple
+from ..image_tensors import pad_reflect, pad_to_multiple
 from ..models import ModelDescriptor
 from .exporter import export_format
 from .graph import INPUT, OUTPUT

@@ -18,6 +18,7 @@ from .images import (
     LoadedImage,
     detect_format,
     image_shape,
+    output_format,
     read_image,
     to_pixels,
     to_tensor,
@@ -44,6 +45,6 @@ from .video import (
 __all__ = ["DEFAULT_MAX_PIXELS", "READABLE_SUFFIXES", "SVT_AV1_PRESETS", "VIDEO_SUFFIXES", "X26X_PRESETS",
            "ImageMetadata", "LoadedImage", "TileRowPlan", "VideoError", "VideoOptions", "VideoPlan", "VideoResult",
            "check_encoding", "detect_format", "frame_size", "image_shape", "join_segments", "media_kind",
-           "open_for_streaming", "output_fits_in_memory", "plan_tile_rows", "plan_video", "read_image", "to_pixels",
-           "to_tensor", "upscale_image_file", "upscale_to_tiff", "upscale_tile_row", "upscale_video", "write_image",
-           "write_segment", "write_tile_rows"]
+           "open_for_streaming", "output_fits_in_memory", "output_format", "plan_tile_rows", "plan_video", "read_image",
+           "to_pixels", "to_tensor", "upscale_image_file", "upscale_to_tiff", "upscale_tile_row", "upscale_video",
+           "write_image", "write_segment", "write_tile_rows"]

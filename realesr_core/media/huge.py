@@ -124,6 +124,7 @@ def upscale_to_tiff(model: Any, loaded: LoadedImage, target: str | os.PathLike, 
     def read_rows(first: int, end: int) -> torch.Tensor:
         return to_tensor(pixels[first:end], loaded.value_range)
 
+    options = (options or UpscaleOptions()).for_bit_depth(bits)
     rows = upscale_rows(model, read_rows, height, width, channels, options, progress=progress, cancel=cancel)
     try:
         return _write_tiled(target, _pixel_rows(rows, bits, loaded.value_range),
@@ -205,9 +206,10 @@ def plan_tile_rows(model: Any, source: str | os.PathLike, target: str | os.PathL
     if isinstance(loaded.pixels, TiffRows):
         loaded.pixels.close()
     height, width, channels = loaded.pixels.shape
-    options = replace(options, tile=options.tile or min(SPREAD_TILE, band_tile(model, width)))
+    bits = bit_depth or loaded.bit_depth
+    options = replace(options.for_bit_depth(bits), tile=options.tile or min(SPREAD_TILE, band_tile(model, width)))
     rows = TileRows(model, height, width, channels, options)
-    return TileRowPlan(source, target, options, (height, width, channels), rows.scale, bit_depth or loaded.bit_depth,
+    return TileRowPlan(source, target, options, (height, width, channels), rows.scale, bits,
                        rows.count, loaded.metadata.scaled(rows.scale), loaded.value_range,
                        WorkFolder(target, key, True, ".npz"))
 

@@ -16,7 +16,7 @@ def upscale_image_file(model: Any, loaded: LoadedImage, target: str | os.PathLik
                        cancel: Callable[[], bool] | None = None) -> UpscaleResult:
     """Upscales `loaded` and writes it to `target` (atomically) with its metadata (resolution and GeoTIFF pixel size
     following the scale) and, for a float image, its range."""
-    result = upscale(model, loaded.tensor, options, progress=progress, cancel=cancel)
+    result = upscale(model, loaded.tensor, options.for_bit_depth(bit_depth), progress=progress, cancel=cancel)
     factor = result.image.shape[-1] / loaded.pixels.shape[1]
     write_image(target, result.image, bit_depth, quality=quality, metadata=loaded.metadata.scaled(factor),
                 value_range=loaded.value_range)

@@ -1,7 +1,8 @@
 """Networks and how they load: one module per architecture in `archs/`, the registry that recognises them,
 loading / saving / blending, the ncnn reader and the bundled official weights."""
 
-from .descriptor import ModelDescriptor, describe
+from .archs.discriminator import UNetDiscriminatorSN
+from .descriptor import ModelDescriptor, ModelTiling, describe
 from .loading import ModelSource, interpolate_models, load_discriminator, load_model, new_model, save_model
 from .registry import register
 from .spec import ArchitectureSpec
@@ -12,7 +13,9 @@ __all__ = [
     "PRETRAINED",
     "ArchitectureSpec",
     "ModelDescriptor",
+    "ModelTiling",
     "ModelSource",
+    "UNetDiscriminatorSN",
     "describe",
     "interpolate_models",
     "load_discriminator",

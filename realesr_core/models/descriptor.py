@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import enum
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,14 +14,21 @@ from ..errors import RealESRError
 from .rescaled import OutputRescaled
 
 
+class ModelTiling(enum.Enum):
+    """Whether the engine may cut an image into tiles for a model (spandrel's three cases)."""
+
+    SUPPORTED = "supported"  # tiles give the whole image's result up to the seams the overlap hides
+    DISCOURAGED = "discouraged"  # one piece whenever it fits (attention windows or global statistics differ)
+    INTERNAL = "internal"  # the model tiles itself: always one piece
+
+
 @dataclass
 class ModelDescriptor:
     """A ready-to-run model (eval mode, fp32 weights) and the facts about it.
 
     `module(x)` maps `[B, in_channels, H, W]` (H and W multiples of `size_multiple`) in 0..1 to
-    `[B, out_channels, H * scale, W * scale]`, unclamped. `tiling` says whether the engine may cut the image:
-    "supported", "discouraged" (one piece whenever it fits) or "internal" (the model tiles itself: always one
-    piece). `channels_last`: the network runs on channels-last inputs (ours are faster so; other loaders' models
+    `[B, out_channels, H * scale, W * scale]`, unclamped. `tiling` says whether the engine may cut the image
+    (`ModelTiling`). `channels_last`: the network runs on channels-last inputs (ours are faster so; other loaders' models
     get plain contiguous inputs).
     """
 
@@ -37,7 +45,7 @@ class ModelDescriptor:
     name: str | None = None
     output_rescale: float | None = None
     tags: list[str] = field(default_factory=list)
-    tiling: str = "supported"
+    tiling: ModelTiling = ModelTiling.SUPPORTED
     channels_last: bool = True
 
     @property
@@ -96,7 +104,7 @@ def describe(model: Any, *, source: str = "spandrel", name: str | None = None) -
         return model
     if isinstance(getattr(model, "model", None), nn.Module) and hasattr(model, "scale"):
         requirements = getattr(model, "size_requirements", None)
-        tiling = getattr(getattr(model, "tiling", None), "name", "SUPPORTED").lower()
+        tiling = ModelTiling[getattr(getattr(model, "tiling", None), "name", "SUPPORTED")]
         architecture = getattr(getattr(model, "architecture", None), "name", type(model.model).__name__)
         return ModelDescriptor(
             module=ThroughSpandrel(model) if callable(model) else model.model,

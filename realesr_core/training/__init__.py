@@ -5,8 +5,8 @@ loading) and `degradation/` (pairs made on the fly)."""
 
 from .config import (
     LOSS_NAMES,
-    PRESETS,
     STAGE_LOSSES,
+    TRAINING_PRESETS,
     ConfigError,
     LossWeights,
     StepOptions,
@@ -26,10 +26,11 @@ from .losses import PerceptualLoss, gan_loss, l1_loss, vgg19_features, vgg19_wei
 from .pool import TrainingPairPool
 from .step import NonFiniteLossError, TrainingStep, training_dtype
 from .trainer import TrainingResult, TrainingRun, load_generator, train
+from .validation import psnr
 
-__all__ = ["LOSS_NAMES", "PRESETS", "STAGE_LOSSES", "ConfigError", "LossHistory", "LossWeights", "ModelEMA",
+__all__ = ["LOSS_NAMES", "TRAINING_PRESETS", "STAGE_LOSSES", "ConfigError", "LossHistory", "LossWeights", "ModelEMA",
            "NonFiniteLossError", "PerceptualLoss", "StepOptions", "TrainingConfig", "TrainingImages",
            "TrainingPairPool", "TrainingResult", "TrainingRun", "TrainingStep", "apply_setting", "build_config",
            "decay_for_run", "find_training_images", "finetune_degradation", "gan_loss", "l1_loss",
-           "load_config_file", "load_generator", "load_rgb", "loss_graph", "paired_random_crop", "preset",
+           "load_config_file", "load_generator", "load_rgb", "loss_graph", "paired_random_crop", "psnr", "preset",
            "start_distributed", "train", "training_dtype", "vgg19_features", "vgg19_weights_path"]

@@ -21,7 +21,7 @@ if sys.version_info >= (3, 11):
 else:  # Python 3.10, which ComfyUI still supports
     import tomli as tomllib
 
-from ..degradation.pipeline import PRESETS as DEGRADATION_PRESETS
+from ..degradation import DEGRADATION_PRESETS
 from ..degradation.pipeline import DegradationConfig
 from ..errors import RealESRError
 from ..models.archs.discriminator import SIZE_MULTIPLE as DISCRIMINATOR_SIZE_MULTIPLE
@@ -297,7 +297,7 @@ def _checked_options(options: Any) -> None:
 # The official recipe (REALESRGAN.md 4) and traiNNer-redux's Compact numbers (TRAINING.md 1; their pools hold 192
 # pairs, the nearest multiple of their batches to the official 180). The milestone equals the run's length in the
 # official files, which keeps the learning rate constant: no milestone says the same. Learning rates follow the stage.
-PRESETS: dict[str, dict[str, Any]] = {
+TRAINING_PRESETS: dict[str, dict[str, Any]] = {
     "realesrnet_x4plus": dict(stage="net", batch=12, patch=256, steps=1_000_000, degradation="realesrgan_x4"),
     "realesrgan_x4plus": dict(stage="gan", batch=12, patch=256, steps=400_000, degradation="realesrgan_x4"),
     "finetune_x4plus": dict(stage="gan", batch=12, patch=256, steps=400_000, degradation="realesrgan_x4"),
@@ -312,8 +312,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "bicubic_x4": dict(stage="net", batch=16, patch=256, steps=100_000, degradation="bicubic_x4"),
 }
 def preset(name: str) -> dict[str, Any]:
-    _check_choice("training preset", name, PRESETS)
-    return dict(PRESETS[name])
+    _check_choice("training preset", name, TRAINING_PRESETS)
+    return dict(TRAINING_PRESETS[name])
 
 
 def finetune_degradation(model_scale: int, paired: bool) -> str:

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ImageError, RealESRError
-from ..imaging import check_images
+from ..image_tensors import check_images
 from ..media.images import READABLE_SUFFIXES, image_shape, read_image
 
 CROP_OR_PAD_SIDE = 400  # the official dataset crops or pads every ground truth to 400x400 before degrading it

@@ -28,7 +28,7 @@ from torch import nn
 from ..degradation import ops
 from ..degradation.pipeline import degrade
 from ..errors import RealESRError
-from ..imaging import check_images
+from ..image_tensors import check_images
 from ..upscaling.device import training_dtype as auto_training_dtype
 from . import distributed
 from .config import ConfigError, StepOptions

@@ -14,7 +14,7 @@ import torch
 
 from ..degradation.pipeline import DegradationConfig, degrade
 from ..errors import RealESRError
-from ..imaging import luminance
+from ..image_tensors import luminance
 from .data import ImageSource, find_training_images, find_training_pairs, load_rgb, memory_images, memory_pairs
 from .losses import ssim_terms
 

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ImageError
-from ..imaging import luminance
+from ..image_tensors import luminance
 
 ALPHA_MODES = ("model", "resize")
 

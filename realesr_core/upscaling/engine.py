@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import RealESRError
-from ..imaging import check_images, pad_reflect
-from ..models.descriptor import ModelDescriptor, describe
+from ..image_tensors import check_images, pad_reflect
+from ..models.descriptor import ModelDescriptor, ModelTiling, describe
 from . import channels as ch
 from .device import inference_dtype, memory_budget
 from .frames import FramePipeline
@@ -222,9 +222,9 @@ def make_plan(model: ModelDescriptor, image: torch.Tensor, options: UpscaleOptio
     window_bytes_per_pixel = _window_bytes_per_pixel(model, dtype)
     tile, overlap, border = options.tile, options.overlap, options.border
     one_window_fits = (height + 2 * border) * (width + 2 * border) * window_bytes_per_pixel <= tile_budget
-    if model.tiling == "internal" or (model.tiling == "discouraged" and one_window_fits):
+    if model.tiling is ModelTiling.INTERNAL or (model.tiling is ModelTiling.DISCOURAGED and one_window_fits):
         tile = max(height, width)  # the model tiles itself, or tiling would harm it and it fits whole
-    elif model.tiling == "discouraged":
+    elif model.tiling is ModelTiling.DISCOURAGED:
         warnings.warn(f"{model.architecture} works best on whole images, but a {width}x{height} image does not fit "
                       f"in the memory budget ({budget >> 20} MiB): tiling it anyway", stacklevel=3)
     if tile == 0:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import torch
 
@@ -65,6 +65,11 @@ class UpscaleOptions:
             raise RealESRError(f"output_dtype must be a float type, got {self.output_dtype}")
         if self.outscale is not None and (self.width or self.height):
             raise RealESRError("give either outscale or width/height, not both")
+
+    def for_bit_depth(self, bits: int) -> UpscaleOptions:
+        """These options for a result written with `bits` per channel (a 16-bit PNG, a float TIFF, a 10-bit video):
+        never below the depth asked for."""
+        return self if bits <= self.output_bits else replace(self, output_bits=bits)
 
     @classmethod
     def names(cls) -> list[str]:

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from ..errors import ImageError
-from ..imaging import pad_reflect
+from ..image_tensors import pad_reflect
 from ..models.descriptor import describe
 from . import channels as ch
 from .engine import ProgressCallback, make_plan, with_values

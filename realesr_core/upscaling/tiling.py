@@ -18,7 +18,7 @@ from itertools import pairwise
 
 import torch
 
-from ..imaging import pad_to_multiple
+from ..image_tensors import pad_to_multiple
 
 
 def boundaries(length: int, count: int) -> list[int]:

@@ -84,7 +84,7 @@ def test_grouped_filters_equal_the_reshape_chains_they_replaced() -> None:
     import torch.nn.functional as F
 
     from realesr_core.degradation.ops import filter2d_separable
-    from realesr_core.imaging import pad_reflect
+    from realesr_core.image_tensors import pad_reflect
 
     images, kernels = torch.rand(3, 3, 17, 23), torch.rand(3, 7, 7)
     padded = pad_reflect(images, 3, 3, 3, 3)

@@ -10,7 +10,7 @@ import torch
 
 from realesr_core import ImageError, RealESRError
 from realesr_core.degradation import (
-    PRESETS,
+    DEGRADATION_PRESETS,
     apply_parameters,
     degrade,
     get_preset,
@@ -94,7 +94,7 @@ def test_generator_instead_of_seed(photos: torch.Tensor) -> None:
 
 
 def test_keep_size_sharpened_target_and_presets(photos: torch.Tensor) -> None:
-    for name in PRESETS:
+    for name in DEGRADATION_PRESETS:
         result = degrade(photos, name, seed=1, keep_size=True, sharpen_target=True)
         assert result.degraded.shape == photos.shape, name
         assert not torch.equal(result.target, photos)

@@ -517,3 +517,23 @@ def test_every_damaged_file_is_read_or_named(tmp_path: Path) -> None:
                 assert path.name in str(error)
                 outcomes["named"] += 1
     assert outcomes["named"] > 100 and sum(outcomes.values()) == 2 * len(damaged) == 400
+
+
+
+def test_a_deep_image_in_fp16_keeps_its_depth(compact, tmp_path: Path) -> None:
+    """A 16-bit file is upscaled for 16 bits: the last layer runs in fp32, so fp16's 1,024 steps per octave do not
+    posterise a smooth gradient (its bright half has some 30,000 distinct 16-bit values, not 1,025)."""
+    import tifffile
+
+    from realesr_core import UpscaleOptions
+    from realesr_core.media import upscale_image_file
+
+    ramp = np.linspace(0, 65535, 96)
+    tifffile.imwrite(tmp_path / "ramp.tif", ((ramp[:, None] + ramp[None, :]) / 2).astype(np.uint16)[..., None]
+                     .repeat(3, -1), photometric="rgb")
+    loaded = read_image(tmp_path / "ramp.tif")
+    assert loaded.bit_depth == 16
+    upscale_image_file(compact, loaded, tmp_path / "big.tif", UpscaleOptions(precision="fp16"), bit_depth=16,
+                       quality=95)
+    written = tifffile.imread(tmp_path / "big.tif")
+    assert written.dtype == np.uint16 and len(np.unique(written[written >= 32768])) > 4096

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from realesr_core.training import (
-    PRESETS,
+    TRAINING_PRESETS,
     ConfigError,
     TrainingConfig,
     apply_setting,
@@ -22,7 +22,7 @@ from realesr_core.training import (
 REQUIRED = {"model": "RealESRGAN_x4plus", "hr_dir": "hr", "output_dir": "out"}
 
 
-@pytest.mark.parametrize("name", list(PRESETS))
+@pytest.mark.parametrize("name", list(TRAINING_PRESETS))
 def test_every_preset_makes_a_valid_config(name: str) -> None:
     config = build_config({"preset": name, **REQUIRED, **({"lr_dir": "lr"} if name == "finetune_pairs" else {})})
     assert config.stage in ("net", "gan") and config.steps > 0

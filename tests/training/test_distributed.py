@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
@@ -31,6 +32,7 @@ def _finetune(root: Path, output: str, batch: int, processes: int) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+@pytest.mark.slow  # two torchrun processes: about 8 s
 def test_two_gloo_ranks_stay_identical_and_match_one_process_with_the_combined_batch(tmp_path: Path) -> None:
     (tmp_path / "hr").mkdir()
     (tmp_path / "lr").mkdir()

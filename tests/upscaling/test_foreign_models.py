@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from realesr_core import ImageError, RealESRError, upscale
-from realesr_core.imaging import luminance
-from realesr_core.models import describe
+from realesr_core.image_tensors import luminance
+from realesr_core.models import ModelTiling, describe
 from realesr_core.upscaling.channels import to_model_channels
 from realesr_core.upscaling.device import cpu_has_native_bf16
 
@@ -46,7 +46,7 @@ def test_convolutional_models_tile_seamlessly(name: str) -> None:
 def test_tiling_advice_is_followed() -> None:
     """SwinIR's descriptor discourages tiling: one piece while it fits, a warning that says why when it does not."""
     model = spandrel_model("SwinIR")
-    assert describe(model).tiling == "discouraged"
+    assert describe(model).tiling is ModelTiling.DISCOURAGED
     image = to_tensor(photo(40))
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -11,7 +11,7 @@ warning that counts the lost frames. The result is written beside its name and r
 encoder, `segments` cuts the clip at keyframes, keeps finished segments for a resumed run and joins them.
 """
 
-from .encoding import CRF_ENCODERS, PRESETS, SVT_AV1_PRESETS, X26X_PRESETS, VideoOptions, check_encoding
+from .encoding import CRF_ENCODERS, ENCODER_PRESETS, SVT_AV1_PRESETS, X26X_PRESETS, VideoOptions, check_encoding
 from .probe import VIDEO_SUFFIXES, VideoError, frame_size
 from .segments import (
     SEGMENT_SECONDS,
@@ -23,6 +23,6 @@ from .segments import (
     write_segment,
 )
 
-__all__ = ["CRF_ENCODERS", "PRESETS", "SEGMENT_SECONDS", "SVT_AV1_PRESETS", "VIDEO_SUFFIXES", "X26X_PRESETS",
+__all__ = ["CRF_ENCODERS", "ENCODER_PRESETS", "SEGMENT_SECONDS", "SVT_AV1_PRESETS", "VIDEO_SUFFIXES", "X26X_PRESETS",
            "VideoError", "VideoOptions", "VideoPlan", "VideoResult", "check_encoding", "frame_size", "join_segments",
            "plan_video", "upscale_video", "write_segment"]

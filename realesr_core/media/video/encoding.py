@@ -28,7 +28,7 @@ CRF_ENCODERS = {"libx264": 51, "libx265": 51, "libsvtav1": 63}
 X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
                 "placebo")
 SVT_AV1_PRESETS = tuple(str(n) for n in range(14))
-PRESETS = {"libx264": X26X_PRESETS, "libx265": X26X_PRESETS, "libsvtav1": SVT_AV1_PRESETS}
+ENCODER_PRESETS = {"libx264": X26X_PRESETS, "libx265": X26X_PRESETS, "libsvtav1": SVT_AV1_PRESETS}
 # The encoder of each source family where it is not H.264 (see default_encoder).
 DEFAULT_ENCODERS = {"hevc": "libx265", "av1": "libsvtav1", "vp9": "libsvtav1", "vp8": "libsvtav1"}
 # Pixel formats by (chroma subsampling, bits), planar first: the software encoders take those, NVENC the others.
@@ -85,8 +85,8 @@ def check_encoding(video: VideoOptions, codec: str | None = None) -> None:
         return
     if not 0 <= video.crf <= CRF_ENCODERS[codec]:
         raise VideoError(f"{codec} takes a crf of 0 to {CRF_ENCODERS[codec]}, got {video.crf}")
-    if video.preset is not None and video.preset not in PRESETS[codec]:
-        raise VideoError(f"{codec} has no preset {video.preset!r}; it takes {', '.join(PRESETS[codec])}")
+    if video.preset is not None and video.preset not in ENCODER_PRESETS[codec]:
+        raise VideoError(f"{codec} has no preset {video.preset!r}; it takes {', '.join(ENCODER_PRESETS[codec])}")
 
 
 @dataclass(frozen=True)
@@ -187,6 +187,7 @@ def encode_segment(model: Any, source: Path, temporary: Path, start: int | None,
             stream_out.set_display_matrix(encoding.display_matrix)
         rgb = "rgb48le" if encoding.bits == 10 else "rgb24"
         matrix = {"dst_colorspace": encoding.colour["colorspace"], "dst_color_range": encoding.colour["color_range"]}
+        options = (options or UpscaleOptions()).for_bit_depth(encoding.bits)
         encoder = _Encoder(model, stream_out, output, rgb, {k: v for k, v in matrix.items() if v}, options, video,
                            progress, cancel)
         damage = _Damage()

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from realesr_core import ImageError
-from realesr_core.imaging import check_images, luminance, pad_reflect, pad_to_multiple
+from realesr_core.image_tensors import check_images, luminance, pad_reflect, pad_to_multiple
 
 
 def test_pad_reflect_on_tiny_images() -> None:
