@@ -254,9 +254,15 @@ def _check_state(network: torch.nn.Module, state: StateDict, architecture: str) 
 
 
 def _check_finite(state: StateDict) -> None:
-    for key, tensor in state.items():
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            raise ModelLoadError(f"{key} contains NaN or infinite values: the file is damaged")
+    """A damaged file's NaN or infinity named by key. Every tensor's largest magnitude comes from one fused pass
+    (`_foreach_norm`): a check per tensor took seconds for x4plus's 702 tensors on a busy CPU, with no Cancel."""
+    floats = {key: tensor for key, tensor in state.items() if tensor.is_floating_point() and tensor.numel()}
+    if not floats:
+        return
+    peaks = torch.stack([peak.float() for peak in torch._foreach_norm(list(floats.values()), float("inf"))])
+    if not bool(torch.isfinite(peaks).all()):
+        key = next(key for key, peak in zip(floats, peaks, strict=True) if not torch.isfinite(peak))
+        raise ModelLoadError(f"{key} contains NaN or infinite values: the file is damaged")
 
 
 def _few(items: list[str], limit: int = 4) -> str:

@@ -315,3 +315,12 @@ def test_the_command_line_upscales_a_span_file(tmp_path: Path, capsys: pytest.Ca
     error = capsys.readouterr().err
     assert "4x_span.safetensors: not an ESRGAN-family model" in error and "realesr[spandrel]" in error
     assert "Traceback" not in error and not (tmp_path / "no.png").exists()
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_a_non_finite_weight_is_named_by_its_key(bad: float, dtype: torch.dtype) -> None:
+    state = {key: value.to(dtype) for key, value in SRVGGNetCompact(num_feat=8, num_conv=2).state_dict().items()}
+    state["body.2.weight"][0, 0] = bad
+    with pytest.raises(ModelLoadError, match=r"body\.2\.weight contains NaN or infinite values: the file is damaged"):
+        load_model(state)

@@ -4,8 +4,10 @@ clipping happen, which stream the copies are ordered on, whole frames batched, f
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import warnings
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -237,3 +239,35 @@ def test_cancel_stops_a_whole_image_forward_between_its_layers(monkeypatch: pyte
         upscale(model, torch.rand(1, 3, 48, 48), precision="fp32", cancel=cancel)
     assert len(asked) == 4 and not ran  # stopped inside the forward, before its last layer
     assert all(not layer._forward_pre_hooks for layer in model.module.modules())
+
+
+def test_cancel_stops_the_copy_of_the_weights_in_reduced_precision(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reduced precision runs a cast copy of the weights, made before the first forward (2.5 s for x4plus on a busy
+    CPU): Cancel is asked between its tensors, and a finished copy equals the module cast whole, the source kept."""
+    from realesr_core import UpscaleCancelled
+    from realesr_core.upscaling import tile_runner
+
+    monkeypatch.setattr(tile_runner, "CANCEL_CHECK_SECONDS", 0.0)
+    module = randomized(RRDBNet(num_feat=8, num_block=2, num_grow_ch=4))
+    asked = []
+
+    def cancel_after(asks: int) -> Callable[[], bool]:
+        return lambda: asked.append(1) or len(asked) > asks
+
+    with pytest.raises(UpscaleCancelled):
+        tile_runner.Runner(module, torch.device("cpu"), torch.bfloat16, False, cancel=cancel_after(3)).module(
+            torch.bfloat16)
+    assert len(asked) == 4  # stopped at the fourth tensor, long before the copy's end
+    asked.clear()
+    runner = tile_runner.Runner(module, torch.device("cpu"), torch.bfloat16, False, cancel=cancel_after(10**6))
+    copied = runner.module(torch.bfloat16)
+    runner.close()
+    assert len(asked) == len([*module.parameters(), *module.buffers()])
+    whole = copy.deepcopy(module).to(torch.bfloat16)
+    assert all(p.dtype == torch.float32 for p in module.parameters())
+    assert [(k, v.dtype) for k, v in copied.state_dict().items()] == [(k, v.dtype) for k, v in whole.state_dict().items()]
+    assert all(torch.equal(a, b) for a, b in zip(copied.state_dict().values(), whole.state_dict().values(), strict=True))
+    assert all(a.data_ptr() != b.data_ptr() for a, b in zip(copied.parameters(), module.parameters(), strict=True))
+    image = torch.rand(1, 3, 12, 12, dtype=torch.bfloat16)
+    with torch.inference_mode():
+        assert torch.equal(copied(image), whole(image))
