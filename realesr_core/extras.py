@@ -9,7 +9,7 @@ from types import ModuleType
 from .errors import RealESRError
 
 # extra -> (what it is called, its own pip requirement)
-EXTRAS = {"video": ("PyAV", "av"), "training": ("torchvision", "torchvision"), "ray": ("Ray", "'ray[data]'"),
+EXTRAS = {"video": ("PyAV", "av"), "training": ("torchvision", "torchvision"), "ray": ("Ray", "'ray[client]'"),
           "export": ("onnx, onnxruntime and ncnn", "onnx onnxruntime ncnn")}
 
 

@@ -1,5 +1,5 @@
-"""What every subcommand shares: the model argument's help, folder arguments, lines on stderr that never run into a
-progress bar, and the progress bar."""
+"""What every subcommand shares: the model argument's help, folder arguments, signals, errors in words, and the
+progress bar with `say` (lines on stderr that never run into it; the library's, shared with the Ray driver)."""
 
 from __future__ import annotations
 
@@ -7,19 +7,17 @@ import argparse
 import contextlib
 import errno
 import signal
-import sys
 import threading
-import time
 import warnings
 from collections.abc import Iterator
 from typing import Any
 
 from ..errors import RealESRError
 from ..models import zoo
+from ..progress import ProgressBar, say  # noqa: F401 - the subcommands take both from here
 
 # Errors that doom every later file of a run: the disk or quota is full, the output's file system went read-only.
 DOOMING_ERRNOS = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EROFS})
-_bar_line_open = False  # a progress bar is drawn on the last line of stderr, without its newline
 
 
 def model_help(default: bool = True) -> str:
@@ -32,15 +30,6 @@ def add_recursion_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-recursive", dest="recursive", action="store_false",
                         help="take only the files directly inside input folders (default: sub-folders too, their tree "
                              "mirrored in the output folder)")
-
-
-def say(message: str) -> None:
-    """`message` on a line of its own on stderr: a progress bar being drawn is ended first."""
-    global _bar_line_open
-    if _bar_line_open:
-        print(file=sys.stderr)
-        _bar_line_open = False
-    print(message, file=sys.stderr, flush=True)
 
 
 @contextlib.contextmanager
@@ -98,37 +87,3 @@ def dooming_error(exc: BaseException) -> OSError | None:
             return seen
         seen = seen.__cause__ or seen.__context__
     return None
-
-
-class ProgressBar:
-    """A one-line counter on stderr with the rate and the time left, shown for work that takes more than a moment."""
-
-    def __init__(self, label: str, unit: str = "tiles") -> None:
-        self.label, self.unit = label, unit
-        self.started = time.perf_counter()
-        self.shown = False
-
-    def __call__(self, done: int, total: int, note: str = "") -> None:
-        global _bar_line_open
-        elapsed = time.perf_counter() - self.started
-        if elapsed < 1.0 and not self.shown:
-            return
-        self.shown = _bar_line_open = True
-        width = 30
-        filled = width * done // max(total, 1)
-        rate = done / max(elapsed, 1e-9)
-        left = (total - done) / rate if rate > 0 else 0.0
-        print(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} {self.unit}, "
-              f"{rate:.1f}/s, {_duration(left)} left {note}", end="", file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        global _bar_line_open
-        if _bar_line_open:
-            print(file=sys.stderr)
-            _bar_line_open = False
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 100:
-        return f"{seconds:.0f} s"
-    return f"{seconds / 60:.0f} min" if seconds < 6000 else f"{seconds / 3600:.1f} h"

@@ -5,9 +5,12 @@ only what dooms every later file (a full disk, the output folder gone) stops it.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from dataclasses import replace
 from pathlib import Path
+
+import torch
 
 from ..errors import RealESRError
 from ..files import HeldFolder, clear_unfinished, remove_temporaries, unwritable_reason, work_folder
@@ -35,7 +38,7 @@ from ..media import (
     upscale_video,
 )
 from ..models import ModelDescriptor, load_model, zoo
-from ..upscaling import UpscaleOptions
+from ..upscaling import UpscaleOptions, usable_cpus
 from .common import (
     Interrupted,
     ProgressBar,
@@ -84,9 +87,10 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     model = load_model(job.model)
     plan = plan_upscale(job, model.scale)
     if args.ray is not None:
-        from ..scale.run import upscale_on_ray
+        from ..cluster import upscale_on_ray
 
-        return upscale_on_ray(model, plan, job, args.ray, args.ray_workers)
+        with interrupted_by_signals():
+            return upscale_on_ray(model, plan, job, args.ray, args.ray_workers)
     planned = list(plan)  # everything planned before any work: an output that would replace an input refuses here
     if not planned:
         summary = plan.skipped.summary()
@@ -97,6 +101,8 @@ def cmd_upscale(args: argparse.Namespace) -> int:
             say(f"realesr: error: {problem}")
         return 2
     model.module.to(device)  # our own copy of the model: moved once, not per image
+    if device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(usable_cpus())  # threads beyond the free cores stall each other
     with interrupted_by_signals():
         return SerialRun(model, job, replace(job.options, device=device), planned, plan.skipped).run()
 

@@ -98,3 +98,16 @@ def test_one_wait_per_batch_of_tiles_at_most(compact, precision: str, per_batch:
     batches = result.tile_count // 2
     assert counted.waits.count("tolist") == per_batch * batches
     assert len(counted.waits) <= per_batch * batches + 1, counted.waits
+
+
+@pytest.mark.parametrize(("cores", "quota", "load", "expected"), [
+    (8, None, 0.2, 8),  # an idle machine: every core
+    (8, 2, 0.0, 2),  # a container's quota of two cores
+    (2, None, 1.6, 1),  # a busy 2-core host: one thread, never none
+    (4, None, 9.0, 1),
+])
+def test_a_cpu_run_takes_the_free_cores(monkeypatch: pytest.MonkeyPatch, cores, quota, load, expected) -> None:
+    monkeypatch.setattr(device.os, "sched_getaffinity", lambda _pid: set(range(cores)), raising=False)
+    monkeypatch.setattr(device, "_cpu_quota", lambda: quota)
+    monkeypatch.setattr(device.os, "getloadavg", lambda: (load, load, load))
+    assert device.usable_cpus() == expected

@@ -1,0 +1,78 @@
+"""The upscaler a Ray actor runs: the model loaded once, then parcel after parcel of units, each unit answered by a
+status row.
+
+Imported only inside Ray workers and by `cluster.dispatch` (Ray itself is imported inside the actor, where it exists).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import torch
+
+from ..errors import RealESRError
+from ..jobs import UpscaleJob
+from ..models import load_model, zoo
+from .units import Unit
+
+
+def worker_device(asked: str | None, has_gpu: bool) -> torch.device:
+    """The device a worker computes on: the one asked for, or its GPU; the CPU where the GPU Ray gave it has no CUDA
+    behind it (a logical GPU declared on a CPU machine)."""
+    if asked is not None and not asked.startswith("cuda"):
+        return torch.device(asked)
+    if torch.cuda.is_available() and (has_gpu or asked is not None):
+        return torch.device(asked or "cuda")
+    return torch.device("cpu")
+
+
+class Upscaler:
+    """One per actor: loads the model once in `__init__` (again after Ray restarts a worker that died), then runs the
+    parcels it is given. Workers read and write their own files; a unit that fails becomes a status row saying why,
+    and the next unit of the parcel still runs."""
+
+    def __init__(self, job: UpscaleJob) -> None:
+        import ray
+
+        if job.cache_dir is not None:  # else this worker's own cache
+            zoo.set_cache_dir(job.cache_dir)
+        context = ray.get_runtime_context()
+        assigned = context.get_assigned_resources()
+        self.node = context.get_node_id()
+        self.device = worker_device(job.device, bool(assigned.get("GPU")))
+        if self.device.type == "cpu":
+            torch.set_num_threads(max(1, int(assigned.get("CPU", 1))))  # the cores Ray gave it, not the node's
+        self.job = job
+        self.model = load_model(job.model)
+        self.model.module.to(self.device)  # once, not per unit
+        self.options = replace(job.options, device=self.device)
+
+    def ready(self) -> dict[str, str]:
+        """Answers once the model is loaded: where this worker runs."""
+        return {"node": self.node, "device": str(self.device)}
+
+    def run(self, parcel: list[tuple[int, Unit]]) -> Iterator[dict[str, Any]]:
+        """Runs each (index, unit) of `parcel`, yielding its status row as soon as it is done (unit: the index, path,
+        ok, seconds, error, result: what the driver records, device, node)."""
+        for index, unit in parcel:
+            yield self._run_one(index, unit)
+
+    def run_all(self, parcel: list[tuple[int, Unit]]) -> list[dict[str, Any]]:
+        """`run`, every row at the end: for drivers on Ray Client, which cannot stream."""
+        return list(self.run(parcel))
+
+    def _run_one(self, index: int, unit: Unit) -> dict[str, Any]:
+        started = time.perf_counter()
+        result: list[int] = []
+        error = ""
+        try:
+            result = unit.run(self.model, self.job, self.options)
+        except RealESRError as exc:
+            error = str(exc)
+        except Exception as exc:  # noqa: BLE001 - one unit's failure is reported in its row, the run goes on
+            error = f"{type(exc).__name__}: {exc}"
+        return {"unit": index, "path": str(unit.source), "ok": not error, "seconds": time.perf_counter() - started,
+                "error": error, "result": result, "device": str(self.device), "node": self.node}
