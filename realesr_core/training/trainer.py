@@ -139,8 +139,16 @@ class TrainingRun:
         if images is not None:
             return HighResolutionImages(memory_images(images.high, config.patch), config.seed, config.degrade_size)
         if config.lr_dir:
-            return ImagePairs(find_training_pairs(config.hr_dir, config.lr_dir, self.scale, config.patch),
-                              config.patch, self.scale, config.seed)
+            try:
+                pairs = find_training_pairs(config.hr_dir, config.lr_dir, self.scale, config.patch)
+            except RealESRError as exc:
+                if self.descriptor.scale == self.scale:
+                    raise
+                # realesr-animevideov3-x2: a x4 network whose output is resized; it is the network that trains
+                raise RealESRError(f"{exc} ({self.descriptor.name or config.model} is a x{self.scale} network whose "
+                                   f"output is resized to x{self.descriptor.scale}: it trains on x{self.scale} pairs)"
+                                   ) from exc
+            return ImagePairs(pairs, config.patch, self.scale, config.seed)
         return HighResolutionImages(find_training_images(config.hr_dir, config.patch), config.seed,
                                     config.degrade_size)
 

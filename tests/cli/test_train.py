@@ -110,3 +110,16 @@ def test_the_fine_tunes_options_come_from_the_config_fields(capsys: pytest.Captu
         main(["train", "--help"])
     shown = capsys.readouterr().out
     assert "discriminator_passes = 'official'" in shown and "degradation_draws = 'batch'" in shown
+
+
+def test_pairs_for_a_resized_model_say_which_scale_it_trains_at(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture) -> None:
+    """realesr-animevideov3-x2 is a x4 network resized to x2: x2 pairs are refused with why, before any step."""
+    for folder, side in (("hr", 64), ("lr", 32)):
+        (tmp_path / folder).mkdir()
+        Image.fromarray(photo(64)).resize((side, side)).save(tmp_path / folder / "a.png")
+    assert main(["finetune", "realesr-animevideov3-x2", str(tmp_path / "hr"), "--lr-dir", str(tmp_path / "lr"),
+                 "-o", str(tmp_path / "run"), "--patch", "32"]) == 2
+    assert ("must be exactly 16x16 (realesr-animevideov3-x2 is a x4 network whose output is resized to x2: it "
+            "trains on x4 pairs)") in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -60,7 +60,7 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name in PHOTOS:
         high = Image.fromarray(photo(64, name))
         high.save(tmp_path / "hr" / f"{name}.png")
-        high.resize((32, 32), Image.BICUBIC).save(tmp_path / "lr" / f"{name}.png")
+        high.resize((16, 16), Image.BICUBIC).save(tmp_path / "lr" / f"{name}.png")  # x4 pairs
     torch.save({"params": UNetDiscriminatorSN().state_dict()}, tmp_path / "RealESRGAN_x4plus_netD.pth")
     from torchvision.models import vgg19
 
