@@ -19,6 +19,7 @@ def _training_photos(folder: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow  # a run, its resume and an upscale: seconds
 def test_finetune_a_bundled_model_then_upscale_with_it(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     hr = _training_photos(tmp_path / "hr")
     quick = ["--steps", "3", "--batch", "2", "--patch", "64", "--precision", "fp32", "--set", "workers=0",

@@ -67,6 +67,7 @@ FLAGGED_MODULES = {"subprocess", "socket", "urllib", "http", "requests", "ftplib
 FLAGGED_NAMES = {"os.environ", "os.getenv", "os.system", "os.popen", "eval", "exec"}
 
 
+@pytest.mark.slow  # imports the whole pack in a fresh process: seconds
 def test_what_comfyui_imports_passes_the_registry_scan() -> None:
     """No subprocess, environment reads, network code, eval or exec in any module of ours that loading the pack
     imports (the registry flags or bans versions with them)."""

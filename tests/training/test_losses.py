@@ -45,6 +45,7 @@ def test_pixel_losses() -> None:
     assert charbonnier_loss(a, a).item() == pytest.approx(1e-6)  # sqrt(eps): smooth at zero
 
 
+@pytest.mark.slow  # VGG19 built twice: seconds
 def test_perceptual_features_are_torchvisions_pre_relu_outputs(random_vgg: dict, features) -> None:
     loss = PerceptualLoss(features)
     image = torch.rand(1, 3, 32, 32)

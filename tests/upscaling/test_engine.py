@@ -14,6 +14,7 @@ from realesr_core.models.archs import RRDBNet, SRVGGNetCompact
 from helpers import photo, psnr, randomized, to_tensor
 
 
+@pytest.mark.slow  # a whole RRDBNet forward on a real photo: seconds
 def test_rrdbnet_tiles_of_96_match_the_whole_image() -> None:
     """A deep RRDBNet's receptive field is far wider than the context, so tiles differ from the whole image a
     little; the cross-fades keep that far below visibility. anime_6B (6 blocks) stands in for x4plus (23 blocks,
