@@ -1,7 +1,7 @@
 """Benchmark: plain `realesr upscale` against `--ray` on N one-CPU nodes, for many small images and for photos, and
 the Ray driver's peak memory for a run over many tiny inputs.
 
-    flock /tmp/realesr-bench.lock python bench/cluster.py
+    python bench/cluster.py
     python bench/cluster.py --nodes 2 --rounds 2 --small 2000 --photos 40 --driver-inputs 100000
 
 Cases (issue 24): 2,000 images of 16x16, and 40 photos of one megapixel (crops of a real photo). Rows, interleaved
