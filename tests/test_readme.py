@@ -46,3 +46,10 @@ def test_every_docs_link_resolves(page: str) -> None:
         if target.startswith(("http://", "https://", "#", "mailto:")):
             continue
         assert (ROOT / "docs" / target.split("#")[0]).resolve().exists(), f"docs/{page}: {target}"
+
+
+@pytest.mark.parametrize("page", ["README.md", *sorted(f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md"))])
+def test_no_page_keeps_a_placeholder_for_figures_to_come(page: str) -> None:
+    """A figure still to be measured shows as a line of capitals (e.g. WARMUP) where its table goes."""
+    left = re.findall(r"^[A-Z][A-Z_]{5,}$", (ROOT / page).read_text(), flags=re.M)
+    assert not left, f"{page}: {left}"
