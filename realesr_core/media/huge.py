@@ -207,7 +207,7 @@ def plan_tile_rows(model: Any, source: str | os.PathLike, target: str | os.PathL
         loaded.pixels.close()
     height, width, channels = loaded.pixels.shape
     bits = bit_depth or loaded.bit_depth
-    options = replace(options.for_bit_depth(bits), tile=options.tile or min(SPREAD_TILE, band_tile(model, width)))
+    options = replace(options, tile=options.tile or min(SPREAD_TILE, band_tile(model, width)))
     rows = TileRows(model, height, width, channels, options)
     return TileRowPlan(source, target, options, (height, width, channels), rows.scale, bits,
                        rows.count, loaded.metadata.scaled(rows.scale), loaded.value_range,
@@ -220,7 +220,7 @@ def upscale_tile_row(model: Any, plan: TileRowPlan, row: int, options: UpscaleOp
     rows it alone makes as stored pixels. Returns the output rows it holds."""
     loaded = open_for_streaming(plan.source, max_pixels)
     try:
-        rows = TileRows(model, *plan.shape, replace(options, tile=plan.options.tile))
+        rows = TileRows(model, *plan.shape, replace(options.for_bit_depth(plan.bits), tile=plan.options.tile))
         if rows.count != plan.rows:
             raise ImageError(f"{plan.source.name}: this worker cut {rows.count} rows of tiles, the plan {plan.rows}")
         output = rows.upscale(lambda first, end: to_tensor(loaded.pixels[first:end], plan.value_range), row)[0]
