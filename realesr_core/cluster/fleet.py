@@ -18,7 +18,6 @@ from ..errors import RealESRError
 from ..extras import import_extra
 
 CPUS_PER_WORKER = 4  # a CPU upscaler's threads, where a node has that many
-CLIENT_SERVER_ATTEMPTS = 3  # Ray Client connections tried where its per-driver server dies starting
 LOST_AFTER_SECONDS = 10.0  # the head unreachable this long is a lost cluster (Ray itself waits 60 s, then exits)
 
 
@@ -38,17 +37,8 @@ def connect(address: str) -> bool:
     if ray.is_initialized():
         return False
     try:
-        for attempt in range(1, CLIENT_SERVER_ATTEMPTS + 1):
-            try:
-                # "local" always starts a new instance (None would join whatever cluster this machine last started)
-                ray.init(address=address, logging_level=logging.WARNING)
-                break
-            except RuntimeError as exc:
-                # Ray Client's per-driver server sometimes dies as it starts (a fork while its proxy's gRPC threads
-                # run: an empty log, "Starting Ray client server failed"); the proxy takes the next connection
-                if "Starting Ray client server failed" not in str(exc) or attempt == CLIENT_SERVER_ATTEMPTS:
-                    raise
-                time.sleep(2 * attempt)  # the dead server's port is freed about 5 s later
+        # "local" always starts a new instance (None would join whatever cluster this machine last started)
+        ray.init(address=address, logging_level=logging.WARNING)
     except (ConnectionError, RuntimeError, ValueError, ray.exceptions.AuthenticationError) as exc:
         # a cluster that wants a token refuses a driver without one in these same words
         hint = "" if os.environ.get("RAY_AUTH_MODE") else (

@@ -56,36 +56,3 @@ def test_small_images_travel_together_and_large_ones_alone() -> None:
     assert [index for parcel in packed for index, _unit in parcel] == list(range(PARCEL_UNITS + 3))
     photos = [(index, image(f"p{index}.png", PARCEL_PIXELS // 2 + 1)) for index in range(5)]
     assert [len(parcel) for parcel in parcels(photos)] == [2, 2, 1]  # about a megapixel each
-
-
-def test_ray_clients_dying_server_is_tried_again_and_other_failures_are_not(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Ray Client's per-driver server sometimes dies as it starts; the proxy takes the next connection. Only that
-    failure is tried again (three times at most); a refused address is said at once."""
-    ray = pytest.importorskip("ray")
-    from realesr_core.cluster import connect, fleet
-
-    dying = RuntimeError("Starting Ray client server failed. See ray_client_server_23000.err for detailed logs.")
-    calls: list[Exception | None] = []
-
-    def init_failing_with(*failures: Exception) -> None:
-        calls.clear()
-
-        def init(address: str, **_: object) -> None:
-            calls.append(failures[len(calls)] if len(calls) < len(failures) else None)
-            if calls[-1] is not None:
-                raise calls[-1]
-
-        monkeypatch.setattr(ray, "init", init)
-
-    monkeypatch.setattr(ray, "is_initialized", lambda: False)
-    monkeypatch.setattr(fleet.time, "sleep", lambda seconds: None)
-    init_failing_with(dying, dying)
-    assert connect("ray://head:10001") and len(calls) == 3
-    init_failing_with(dying, dying, dying)
-    with pytest.raises(RealESRError, match="cannot reach a Ray cluster at ray://head:10001: .*client server failed"):
-        connect("ray://head:10001")
-    assert len(calls) == 3
-    init_failing_with(ConnectionError("refused"))
-    with pytest.raises(RealESRError, match="cannot reach a Ray cluster at ray://head:10001: refused"):
-        connect("ray://head:10001")
-    assert len(calls) == 1
