@@ -468,9 +468,13 @@ def test_a_driver_on_ray_client_gets_its_rows_at_the_end_of_each_parcel(cluster,
     coming back together."""
     folder = images(tmp_path / "in", 2)
     environment = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    finished = subprocess.run([sys.executable, "-m", "realesr_core", "upscale", str(folder), "-o", str(tmp_path / "out"),
-                               *MODEL, "--ray", cluster.client_address], capture_output=True, text=True, timeout=180,
-                              env=environment)
+    command = [sys.executable, "-m", "realesr_core", "upscale", str(folder), "-o", str(tmp_path / "out"), *MODEL,
+               "--ray", cluster.client_address]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=180, env=environment)
+    if "Starting Ray client server failed" in finished.stderr:
+        # Ray's proxy forks the driver's server while its gRPC threads run, and now and then the child dies at once
+        # (an empty log; about one run in six here): Ray's flaw, not ours. A second driver gets a server of its own.
+        finished = subprocess.run(command, capture_output=True, text=True, timeout=180, env=environment)
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert "ray: 2 output(s) made, 0 already done, 0 failed" in finished.stdout
     assert sorted(outputs(tmp_path / "out")) == ["photo00_x4.png", "photo01_x4.png"]
