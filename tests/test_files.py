@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from realesr_core.files import remove_temporaries, write_atomically
+from realesr_core.files import Leftovers, remove_temporaries, write_atomically
 
 
 def test_the_result_gets_ordinary_permissions(tmp_path: Path) -> None:
@@ -30,7 +30,9 @@ def test_a_failed_write_leaves_nothing(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_temporaries_left_by_a_killed_writer_are_removed_and_nothing_else(tmp_path: Path) -> None:
+@pytest.mark.parametrize("remove", [remove_temporaries, lambda path: Leftovers().remove(path)],
+                         ids=["one output", "folder listed once"])
+def test_temporaries_left_by_a_killed_writer_are_removed_and_nothing_else(tmp_path: Path, remove) -> None:
     def killed(temporary: Path) -> None:
         temporary.write_text("half")
         os.link(temporary, tmp_path / f"{temporary.name}")  # what a SIGKILL before the clean-up would leave
@@ -44,8 +46,23 @@ def test_temporaries_left_by_a_killed_writer_are_removed_and_nothing_else(tmp_pa
     kept = ["a[1].png", ".a[1].png.parts", ".b.x1abcdef.png", ".a[1].x1abcdef.tif", ".a[1].x.abcdefgh.png", "sub"]
     for name in kept[:-1]:
         (tmp_path / name).write_text("keep")  # the output, its parts, other targets' temporaries
-    remove_temporaries(tmp_path / "a[1].png")
+    remove(tmp_path / "a[1].png")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)
+    remove(tmp_path / "missing" / "a.png")  # a folder not made yet: nothing to remove
+
+
+def test_leftovers_list_each_folder_once_for_many_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for index in range(50):
+        (tmp_path / f"out{index}.png").write_text("made")
+    (tmp_path / ".out7.abcdefgh.png").write_text("half")
+    listings = []
+    scandir = os.scandir
+    monkeypatch.setattr(os, "scandir", lambda folder: listings.append(folder) or scandir(folder))
+    leftovers = Leftovers()
+    for index in range(50):
+        leftovers.remove(tmp_path / f"out{index}.png")
+    assert len(listings) == 1 and not (tmp_path / ".out7.abcdefgh.png").exists()
+    assert len(list(tmp_path.iterdir())) == 50
 
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from ..errors import RealESRError
-from ..files import HeldFolder, clear_unfinished, remove_temporaries, unwritable_reason, work_folder
+from ..files import HeldFolder, Leftovers, clear_unfinished, unwritable_reason, work_folder
 from ..jobs import (
     DEFAULT_QUALITY,
     SIXTEEN_BIT_FORMATS,
@@ -115,6 +115,7 @@ class SerialRun:
         self.model, self.job, self.options, self.planned, self.skipped = model, job, options, planned, skipped
         self.failed: list[Path] = []
         self.output_folder = Path(job.output) if job.output is not None and job.exact_output() is None else None
+        self.leftovers = Leftovers()
 
     def run(self) -> int:
         for entry in self.planned:
@@ -138,7 +139,7 @@ class SerialRun:
                 self._fail(entry.source, entry.problem)
                 continue
             try:
-                remove_temporaries(entry.target)  # what a killed run (kill -9) left of this output
+                self.leftovers.remove(entry.target)  # what a killed run (kill -9) left of this output
                 line = self._upscale(entry)
             except KeyboardInterrupt as stop:
                 raise Interrupted(getattr(stop, "signal_number", None), self._left_by(entry, keep_parts=True)) from None

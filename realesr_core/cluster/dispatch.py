@@ -12,8 +12,8 @@ without end). The driver then decides:
   answering for a moment.
 
 Small images travel in parcels (by pixel count), so that a worker's per-call cost is paid once for many of them;
-each unit's row streams back as soon as it is done. Units are pulled from their iterator only as workers need them:
-planning may be lazy, and the driver holds only what is in flight.
+their rows stream back as they are done (a quarter of a second's worth together). Units are pulled from their
+iterator only as workers need them: planning may be lazy, and the driver holds only what is in flight.
 
 Ray Data's `map_batches` (used before) fits less well: an errored block is dropped under `max_errored_blocks` without
 saying which rows it held or why, its actor pool is one shape for all actors (per-actor resources only through the
@@ -104,6 +104,8 @@ class Fleet:
                 scheduling_strategy=NodeAffinitySchedulingStrategy(slot.node, soft=True)).remote(job)
             self.workers.append(_Worker(handle, slot, _ready(handle)))
         self.clean = True
+        self.interrupted: set[int] = set()  # units whose worker died or was lost while they ran: they may have left
+        # temporaries beside what they were writing
         self.started = time.monotonic()
         self.streaming = not ray.util.client.ray.is_connected()  # Ray Client has no streaming calls
 
@@ -168,7 +170,7 @@ class Fleet:
                 worker = tasks[ref]
                 parcel = worker.running[ref]  # the units not reported yet
                 try:
-                    statuses = [self.ray.get(next(ref))] if self.streaming else self.ray.get(ref)
+                    statuses = self.ray.get(next(ref) if self.streaming else ref)
                 except StopIteration:  # every row is in: the call is over
                     statuses = []
                 except self.ray.exceptions.RayTaskError as exc:  # the call itself raised: the rest failed with it
@@ -202,8 +204,8 @@ class Fleet:
         return alone
 
     def _submit(self, worker: _Worker, parcel: Parcel) -> Any:
-        """Starts `parcel` on `worker`: a streaming call, each unit's row coming back as soon as it is done (through
-        Ray Client, which cannot stream, all rows at the end)."""
+        """Starts `parcel` on `worker`: a streaming call, the units' rows coming back as they are done (see
+        `Upscaler.run`; through Ray Client, which cannot stream, all rows at the end)."""
         if self.streaming:
             task = worker.handle.run.options(num_returns="streaming").remote(parcel)
         else:
@@ -227,6 +229,7 @@ class Fleet:
     def _lost(self, worker: _Worker, parcel: Parcel, alone: bool, waiting: deque[Parcel],
               suspects: deque[tuple[int, Unit]], deaths: dict[int, int]) -> Iterator[dict[str, Any]]:
         """A task whose worker died: the units go back to run again, or are reported (see the module's rules)."""
+        self.interrupted.update(index for index, _unit in parcel)
         if worker.starting is None and not worker.broken:
             worker.starting = _ready(worker.handle)  # no new work until Ray has started it again
         # the head first: asking it about nodes while it is gone would block for a minute

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RealESRError
-from ..files import remove_temporaries
+from ..files import Leftovers, remove_temporaries
 from ..jobs import TILED, VIDEO, PlannedFile, UpscaleJob, UpscalePlan, check_videos
 from ..media import plan_video
 from ..models import ModelDescriptor
@@ -157,6 +157,7 @@ class _Open:
 
     left: int
     seconds: float = 0.0
+    interrupted: bool = False  # a worker died or was lost while running one of its units
     nodes: set[str] = field(default_factory=set)
     error: str = ""
 
@@ -171,12 +172,13 @@ def run_items(items: Iterable[Item], job: UpscaleJob, slots: list[Slot], manifes
     open_items: dict[int, _Open] = {}
     counts = {"planned": 0, "done": 0, "failed": 0}
     planning = True
+    leftovers = Leftovers()
 
     def units() -> Iterator[Unit]:
         nonlocal planning
         for item in items:
             if not item.units:  # every unit done by an earlier run: only the join is left
-                _close(item, _Open(0), manifest, outcome)
+                _close(item, _Open(0), manifest, outcome, leftovers)
                 continue
             open_items[id(item)] = _Open(len(item.units))
             for unit in item.units:
@@ -193,6 +195,9 @@ def run_items(items: Iterable[Item], job: UpscaleJob, slots: list[Slot], manifes
                 state = open_items[id(item)]
                 state.seconds += status["seconds"]
                 state.nodes.add(status["node"])
+                if status["unit"] in fleet.interrupted:
+                    fleet.interrupted.discard(status["unit"])
+                    state.interrupted = True
                 if status["ok"]:
                     unit.record(status["result"])
                     counts["done"] += 1
@@ -202,7 +207,7 @@ def run_items(items: Iterable[Item], job: UpscaleJob, slots: list[Slot], manifes
                     counts["failed"] += 1
                 state.left -= 1
                 if state.left == 0:
-                    _close(item, open_items.pop(id(item)), manifest, outcome)
+                    _close(item, open_items.pop(id(item)), manifest, outcome, leftovers)
                 bar(counts["done"] + counts["failed"], None if planning else counts["planned"],
                     f"({counts['failed']} failed)" if counts["failed"] else "")
     except KeyboardInterrupt:
@@ -223,9 +228,9 @@ def _left_behind(clean: bool) -> str:
             "resumes and removes them.")
 
 
-def _close(item: Item, state: _Open, manifest: Manifest, outcome: Outcome) -> None:
+def _close(item: Item, state: _Open, manifest: Manifest, outcome: Outcome, leftovers: Leftovers) -> None:
     """An item whose units are all back: a failed row, or its parts joined (on the driver: one writer per output)
-    and a made row."""
+    and a made row, with the temporaries that killed writers left of it removed."""
     status = {"path": str(item.source), "target": str(item.target), "ok": False, "seconds": round(state.seconds, 3),
               "error": state.error, "nodes": sorted(state.nodes)}
     if not state.error:
@@ -237,7 +242,10 @@ def _close(item: Item, state: _Open, manifest: Manifest, outcome: Outcome) -> No
     if status["error"]:
         _record_failure(manifest, outcome, item.key, status)
         return
-    remove_temporaries(item.target)  # left by a worker whose node was lost while it wrote
+    if state.interrupted:  # left by a worker of this run that died or was lost while it wrote
+        remove_temporaries(item.target)
+    else:  # left by an earlier run that was killed
+        leftovers.remove(item.target)
     manifest.add(item.key, {**status, "ok": True})
     outcome.made += 1
     say(f"{item.source} -> {item.target}", file=sys.stdout)

@@ -150,8 +150,15 @@ def item_key(source: Path, target: Path | None, job: UpscaleJob) -> str:
         size, modified = stat.st_size, stat.st_mtime_ns
     except OSError:  # gone or unreadable: a failed row still needs a key
         size, modified = -1, -1
-    described = {"source": str(source), "bytes": size, "modified": modified, "target": str(target), **job.key()}
+    described = {"source": str(source), "bytes": size, "modified": modified, "target": str(target), **_settings(job)}
     return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@functools.lru_cache(maxsize=4)
+def _settings(job: UpscaleJob) -> dict[str, Any]:
+    """`job.key()`, made once per job rather than once per input (its deep copies cost more than the rest of a
+    small image's planning)."""
+    return job.key()
 
 
 class Manifest:

@@ -18,6 +18,8 @@ from ..jobs import UpscaleJob
 from ..models import load_model, zoo
 from .units import Unit
 
+ROWS_EVERY_SECONDS = 0.25  # how long a worker holds the rows of finished small units before sending them together
+
 
 def worker_device(asked: str | None, has_gpu: bool) -> torch.device:
     """The device a worker computes on: the one asked for, or its GPU; the CPU where the GPU Ray gave it has no CUDA
@@ -54,15 +56,24 @@ class Upscaler:
         """Answers once the model is loaded: where this worker runs."""
         return {"node": self.node, "device": str(self.device)}
 
-    def run(self, parcel: list[tuple[int, Unit]]) -> Iterator[dict[str, Any]]:
-        """Runs each (index, unit) of `parcel`, yielding its status row as soon as it is done (unit: the index, path,
-        ok, seconds, error, result: what the driver records, device, node)."""
+    def run(self, parcel: list[tuple[int, Unit]]) -> Iterator[list[dict[str, Any]]]:
+        """Runs each (index, unit) of `parcel`, yielding the status rows of the units done (unit: the index, path,
+        ok, seconds, error, result: what the driver records, device, node): at once after a unit that took
+        ROWS_EVERY_SECONDS or more, else with the next ones, so that the rows of many small images cost the driver
+        a message every ROWS_EVERY_SECONDS rather than one each."""
+        rows: list[dict[str, Any]] = []
+        sent = time.monotonic()
         for index, unit in parcel:
-            yield self._run_one(index, unit)
+            rows.append(self._run_one(index, unit))
+            if time.monotonic() - sent >= ROWS_EVERY_SECONDS:
+                yield rows
+                rows, sent = [], time.monotonic()
+        if rows:
+            yield rows
 
     def run_all(self, parcel: list[tuple[int, Unit]]) -> list[dict[str, Any]]:
         """`run`, every row at the end: for drivers on Ray Client, which cannot stream."""
-        return list(self.run(parcel))
+        return [row for rows in self.run(parcel) for row in rows]
 
     def _run_one(self, index: int, unit: Unit) -> dict[str, Any]:
         started = time.perf_counter()

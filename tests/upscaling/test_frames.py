@@ -271,3 +271,26 @@ def test_cancel_stops_the_copy_of_the_weights_in_reduced_precision(monkeypatch: 
     image = torch.rand(1, 3, 12, 12, dtype=torch.bfloat16)
     with torch.inference_mode():
         assert torch.equal(copied(image), whole(image))
+
+
+def test_calls_with_the_same_weights_share_one_cast_copy_and_changed_weights_get_a_new_one(
+        tiny_compact, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An archive of small images is one call per image: the reduced-precision copy of the weights is made once,
+    and again only once they change (an in-place update) or for another module with the same weights."""
+    from realesr_core.upscaling import tile_runner
+
+    copies = []
+    cast_copy = tile_runner._cast_copy
+    monkeypatch.setattr(tile_runner, "_cast_copy", lambda *args: copies.append(1) or cast_copy(*args))
+    model = load_model(tiny_compact.module.state_dict())
+    image = torch.rand(1, 3, 12, 12)
+    first = upscale(model, image, precision="bf16").image
+    assert torch.equal(upscale(model, image, precision="bf16").image, first) and len(copies) == 1
+    with torch.no_grad():
+        next(model.module.parameters()).mul_(0.5)
+    changed = upscale(model, image, precision="bf16").image
+    assert len(copies) == 2 and not torch.equal(changed, first)
+    assert torch.equal(upscale(model, image, precision="bf16").image, changed) and len(copies) == 2
+    same_weights = load_model(model.module.state_dict())
+    assert torch.equal(upscale(same_weights, image, precision="bf16").image, changed) and len(copies) == 3
+    assert all(not layer._forward_pre_hooks for layer in model.module.modules())
