@@ -48,19 +48,25 @@ Parcel = list[tuple[int, Unit]]
 logger = logging.getLogger("realesr.cluster")
 
 
-def parcels(units: Iterable[tuple[int, Unit]]) -> Iterator[Parcel]:
-    """Whole images packed together in the order they come, up to PARCEL_PIXELS input pixels or PARCEL_UNITS
-    images; every other unit (a video segment, a row of tiles) alone."""
-    pixels, count = PARCEL_PIXELS, PARCEL_UNITS
+def parcels(units: Iterable[Unit | None]) -> Iterator[Parcel | None]:
+    """The units numbered in the order they come: whole images packed together, up to PARCEL_PIXELS input pixels or
+    PARCEL_UNITS images; every other unit (a video's scan or segment, a row of tiles) alone. A None in `units`
+    (nothing more can be planned until a unit in flight is back) hands out what is packed and is passed on."""
     pending: Parcel = []
     total = 0
-    for index, unit in units:
-        if not isinstance(unit, ImageUnit):
-            yield [(index, unit)]
+    index = 0
+    for unit in units:
+        if unit is None or not isinstance(unit, ImageUnit):
+            if pending and unit is None:
+                yield pending
+                pending, total = [], 0
+            yield None if unit is None else [(index, unit)]
+            index += unit is not None
             continue
         pending.append((index, unit))
+        index += 1
         total += unit.pixels
-        if total >= pixels or len(pending) >= count:
+        if total >= PARCEL_PIXELS or len(pending) >= PARCEL_UNITS:
             yield pending
             pending, total = [], 0
     if pending:
@@ -115,10 +121,11 @@ class Fleet:
     def __exit__(self, *_exc: object) -> None:
         self.stop()
 
-    def run(self, units: Iterable[Unit]) -> Iterator[dict[str, Any]]:
-        """Runs `units`, pulled as workers need them; yields one status row per unit (unit: its position in `units`,
-        path, ok, seconds, error, result, device, node) as they end, in any order. Every unit gets exactly one row."""
-        fresh = parcels(enumerate(units))
+    def run(self, units: Iterable[Unit | None]) -> Iterator[dict[str, Any]]:
+        """Runs `units`, pulled as workers need them (a None: none to hand out until a unit's row is back); yields
+        one status row per unit (unit: its position in `units`, Nones not counted, path, ok, seconds, error, result,
+        device, node) as they end, in any order. Every unit gets exactly one row."""
+        fresh = parcels(units)
         waiting: deque[Parcel] = deque()  # parcels to run again, before new ones
         suspects: deque[tuple[int, Unit]] = deque()  # units whose worker died beside others: each runs alone
         tries: dict[int, int] = {}
@@ -127,6 +134,7 @@ class Fleet:
         warned_slow = False
 
         def next_parcel() -> Parcel | None:
+            """The next parcel to hand out; None where there is none now."""
             nonlocal exhausted
             if waiting:
                 return waiting.popleft()
@@ -257,7 +265,8 @@ class Fleet:
     def stop(self) -> None:
         """Kills the workers; those stopped mid-unit leave hidden temporaries of the files they were writing, which are
         removed once the workers are gone (`clean` False where that could not be confirmed in STOP_SECONDS)."""
-        writing = [unit for worker in self.workers for parcel in worker.running.values() for _index, unit in parcel]
+        writing = [unit for worker in self.workers for parcel in worker.running.values() for _index, unit in parcel
+                   if unit.written is not None]
         if self.watch is not None and not self.watch.reachable():  # the cluster is gone, and its workers with it
             self.clean = not writing
             return

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
 import sys
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,12 +21,11 @@ from typing import Any
 from ..errors import RealESRError
 from ..files import Leftovers, remove_temporaries
 from ..jobs import TILED, VIDEO, PlannedFile, UpscaleJob, UpscalePlan, check_videos
-from ..media import plan_video
 from ..models import ModelDescriptor
 from ..progress import ProgressBar, say
 from .dispatch import Fleet
 from .fleet import ClusterLost, HeadWatch, Slot, connect, plan_fleet, ray_module
-from .units import Item, Manifest, Unit, huge_item, image_item, item_key, video_item
+from .units import Item, Manifest, Unit, huge_item, image_item, item_key, scan_item
 
 
 @dataclass
@@ -81,7 +82,7 @@ def upscale_on_ray(model: ModelDescriptor, plan: UpscalePlan, job: UpscaleJob, a
         raise
     except Interrupted as stop:
         say(f"realesr: interrupted; {outcome.made} output(s) were made and recorded. {stop}")
-        return 130
+        return 128 + stop.signal_number  # as a shell reports a process ended by that signal
     finally:
         manifest.close()
         if started_ray and not lost:  # a lost cluster cannot be shut down: its processes are gone
@@ -94,7 +95,11 @@ def upscale_on_ray(model: ModelDescriptor, plan: UpscalePlan, job: UpscaleJob, a
 
 
 class Interrupted(RealESRError):
-    """Ctrl+C during a run; says what was left behind."""
+    """Ctrl+C (or a signal that asks the process to end: SIGTERM, SIGHUP) during a run; says what was left behind."""
+
+    def __init__(self, left: str, signal_number: int = signal.SIGINT) -> None:
+        super().__init__(left)
+        self.signal_number = signal_number
 
 
 def _outputs_may_meet_inputs(job: UpscaleJob) -> bool:
@@ -138,7 +143,7 @@ def plan_items(model: ModelDescriptor, planned: Iterable[PlannedFile], job: Upsc
                 video_problems = check_videos(job) if video_problems is None else video_problems
                 if video_problems:
                     raise RealESRError("; ".join(video_problems))
-                item = video_item(plan_video(model, source, target, job.options, job.video), key)
+                item = scan_item(model, source, target, job, key)
             elif entry.how == TILED:
                 item = huge_item(model, source, target, job, key)
             else:
@@ -165,22 +170,46 @@ class _Open:
 def run_items(items: Iterable[Item], job: UpscaleJob, slots: list[Slot], manifest: Manifest, outcome: Outcome,
               watch: HeadWatch | None = None) -> Outcome:
     """Runs every unit of `items` (pulled as the fleet needs work) on one upscaler per slot, finishing each item once
-    its units are back: joined where it has parts, recorded in `manifest`, counted in `outcome`. The driver holds
-    only the items in flight. Ctrl+C stops the workers and raises Interrupted saying what was left."""
+    its units are back: joined where it has parts, recorded in `manifest`, counted in `outcome`; a first step (a
+    video's scan) is followed by the item it makes, whose units go out before new items'. The driver holds only the
+    items in flight. Ctrl+C stops the workers and raises Interrupted saying what was left."""
     bar = ProgressBar("ray", "units")
     in_flight: dict[int, tuple[Item, Unit]] = {}  # a unit's position in the stream -> its item and itself
     open_items: dict[int, _Open] = {}
-    counts = {"planned": 0, "done": 0, "failed": 0}
+    next_steps: deque[tuple[Item, Any]] = deque()  # first steps done, with their results
+    counts = {"planned": 0, "done": 0, "failed": 0, "first steps": 0}  # first steps: those in flight
     planning = True
     leftovers = Leftovers()
 
-    def units() -> Iterator[Unit]:
+    def following() -> Iterator[Item | None]:
+        """The items to run: those that first steps now back make, before new ones; None while nothing can be
+        handed out until a first step in flight is back."""
+        fresh = iter(items)
+        while True:
+            if next_steps:
+                first, result = next_steps.popleft()
+                try:
+                    yield first.then(result)
+                except RealESRError as exc:
+                    _record_failure(manifest, outcome, first.key, _status(first, _Open(0, error=str(exc))))
+            elif (item := next(fresh, None)) is not None:
+                yield item
+            elif counts["first steps"]:
+                yield None
+            else:
+                return
+
+    def units() -> Iterator[Unit | None]:
         nonlocal planning
-        for item in items:
+        for item in following():
+            if item is None:
+                yield None
+                continue
             if not item.units:  # every unit done by an earlier run: only the join is left
                 _close(item, _Open(0), manifest, outcome, leftovers)
                 continue
             open_items[id(item)] = _Open(len(item.units))
+            counts["first steps"] += item.then is not None
             for unit in item.units:
                 in_flight[counts["planned"]] = (item, unit)
                 counts["planned"] += 1
@@ -207,11 +236,16 @@ def run_items(items: Iterable[Item], job: UpscaleJob, slots: list[Slot], manifes
                     counts["failed"] += 1
                 state.left -= 1
                 if state.left == 0:
-                    _close(item, open_items.pop(id(item)), manifest, outcome, leftovers)
+                    counts["first steps"] -= item.then is not None
+                    if item.then is not None and not state.error:
+                        next_steps.append((item, status["result"]))
+                        open_items.pop(id(item))
+                    else:
+                        _close(item, open_items.pop(id(item)), manifest, outcome, leftovers)
                 bar(counts["done"] + counts["failed"], None if planning else counts["planned"],
                     f"({counts['failed']} failed)" if counts["failed"] else "")
-    except KeyboardInterrupt:
-        raise Interrupted(_left_behind(fleet.clean)) from None
+    except KeyboardInterrupt as stop:
+        raise Interrupted(_left_behind(fleet.clean), getattr(stop, "signal_number", signal.SIGINT)) from None
     finally:
         bar.close()
     return outcome
@@ -231,8 +265,7 @@ def _left_behind(clean: bool) -> str:
 def _close(item: Item, state: _Open, manifest: Manifest, outcome: Outcome, leftovers: Leftovers) -> None:
     """An item whose units are all back: a failed row, or its parts joined (on the driver: one writer per output)
     and a made row, with the temporaries that killed writers left of it removed."""
-    status = {"path": str(item.source), "target": str(item.target), "ok": False, "seconds": round(state.seconds, 3),
-              "error": state.error, "nodes": sorted(state.nodes)}
+    status = _status(item, state)
     if not state.error:
         try:
             if item.finish is not None:
@@ -249,6 +282,12 @@ def _close(item: Item, state: _Open, manifest: Manifest, outcome: Outcome, lefto
     manifest.add(item.key, {**status, "ok": True})
     outcome.made += 1
     say(f"{item.source} -> {item.target}", file=sys.stdout)
+
+
+def _status(item: Item, state: _Open) -> dict[str, Any]:
+    """An item's manifest row, failed unless it is made ok."""
+    return {"path": str(item.source), "target": str(item.target), "ok": False, "seconds": round(state.seconds, 3),
+            "error": state.error, "nodes": sorted(state.nodes)}
 
 
 def _record_failure(manifest: Manifest, outcome: Outcome, key: str, status: dict[str, Any]) -> None:

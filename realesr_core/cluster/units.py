@@ -1,9 +1,10 @@
 """The units of work a Ray run hands out, and the manifest that says which outputs are finished.
 
 Plain Python (no Ray): a unit is pickled into a row, run by a worker that reads and writes its own files, and
-recorded by the driver, which alone writes manifests. An image is one unit; a video is one unit per keyframe-aligned
-segment (`media.video`'s segments, joined once all are done); an image too large for one worker is one unit per row
-of tiles (`media.huge`'s grid, written by one writer once all rows are done).
+recorded by the driver, which alone writes manifests. An image is one unit; a video is first a keyframe scan (every
+packet read), then one unit per keyframe-aligned segment (`media.video`'s segments, joined once all are done); an
+image too large for one worker is one unit per row of tiles (`media.huge`'s grid, written by one writer once all rows
+are done).
 """
 
 from __future__ import annotations
@@ -20,11 +21,14 @@ from typing import IO, Any, ClassVar
 
 from ..jobs import UpscaleJob
 from ..media import (
+    SourceFacts,
     TileRowPlan,
     VideoPlan,
     join_segments,
     plan_tile_rows,
+    plan_video,
     read_image,
+    scan_video,
     upscale_image_file,
     upscale_tile_row,
     write_segment,
@@ -110,22 +114,59 @@ class TileRowUnit(_PartUnit):
         return [upscale_tile_row(model, self.plan, self.index, options, job.max_pixels)]
 
 
-Unit = ImageUnit | SegmentUnit | TileRowUnit
+@dataclass(frozen=True)
+class ScanUnit:
+    """A video's keyframe scan: every packet of the file read, which takes a while for a long film, so a worker does
+    it while the driver goes on handing out work; its result (the `SourceFacts`) is what the driver cuts the video
+    into segments by."""
+
+    source: Path
+    target: Path
+
+    @property
+    def label(self) -> str:
+        return f"{self.source.name} keyframe scan"
+
+    @property
+    def written(self) -> None:
+        """It writes nothing."""
+
+    def run(self, model: Any, job: UpscaleJob, options: UpscaleOptions) -> SourceFacts:
+        return scan_video(self.source)
+
+    def record(self, result: SourceFacts) -> None:
+        """Nothing to note: the driver plans the segments from the result (`Item.then`)."""
+
+
+Unit = ImageUnit | SegmentUnit | TileRowUnit | ScanUnit
 
 
 @dataclass
 class Item:
-    """One output and the units that make it; `finish` (driver side, once every unit is done) joins the parts."""
+    """One output and the units that make it; `finish` (driver side, once every unit is done) joins the parts. An
+    item with `then` is a first step (a video's scan): once its one unit is done, `then(result)` is the item that makes
+    the output."""
 
     source: Path
     target: Path
     units: list[Unit]
     key: str  # the manifest's name for this output made by this job
     finish: Callable[[], object] | None = None
+    then: Callable[[Any], Item] | None = None
 
 
 def image_item(source: Path, target: Path, key: str, pixels: int) -> Item:
     return Item(source, target, [ImageUnit(source, target, pixels)], key)
+
+
+def scan_item(model: Any, source: Path, target: Path, job: UpscaleJob, key: str) -> Item:
+    """A video's keyframe scan, on a worker; then its segments (`video_item`)."""
+    return Item(source, target, [ScanUnit(source, target)], key,
+                then=functools.partial(_segments_item, model, source, target, job, key))
+
+
+def _segments_item(model: Any, source: Path, target: Path, job: UpscaleJob, key: str, scanned: SourceFacts) -> Item:
+    return video_item(plan_video(model, source, target, job.options, job.video, scanned), key)
 
 
 def video_item(plan: VideoPlan, key: str) -> Item:

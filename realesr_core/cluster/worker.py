@@ -77,7 +77,7 @@ class Upscaler:
 
     def _run_one(self, index: int, unit: Unit) -> dict[str, Any]:
         started = time.perf_counter()
-        result: list[int] = []
+        result: Any = []
         error = ""
         try:
             result = unit.run(self.model, self.job, self.options)

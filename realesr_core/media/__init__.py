@@ -30,6 +30,7 @@ from .video import (
     SVT_AV1_PRESETS,
     VIDEO_SUFFIXES,
     X26X_PRESETS,
+    SourceFacts,
     VideoError,
     VideoOptions,
     VideoPlan,
@@ -38,13 +39,14 @@ from .video import (
     frame_size,
     join_segments,
     plan_video,
+    scan_video,
     upscale_video,
     write_segment,
 )
 
 __all__ = ["DEFAULT_MAX_PIXELS", "READABLE_SUFFIXES", "SVT_AV1_PRESETS", "VIDEO_SUFFIXES", "X26X_PRESETS",
-           "ImageMetadata", "LoadedImage", "TileRowPlan", "VideoError", "VideoOptions", "VideoPlan", "VideoResult",
-           "check_encoding", "detect_format", "frame_size", "image_shape", "join_segments", "media_kind",
+           "ImageMetadata", "LoadedImage", "SourceFacts", "TileRowPlan", "VideoError", "VideoOptions", "VideoPlan",
+           "VideoResult", "check_encoding", "detect_format", "frame_size", "image_shape", "join_segments", "media_kind",
            "open_for_streaming", "output_fits_in_memory", "output_format", "plan_tile_rows", "plan_video", "read_image",
-           "to_pixels", "to_tensor", "upscale_image_file", "upscale_to_tiff", "upscale_tile_row", "upscale_video",
-           "write_image", "write_segment", "write_tile_rows"]
+           "scan_video", "to_pixels", "to_tensor", "upscale_image_file", "upscale_to_tiff", "upscale_tile_row",
+           "upscale_video", "write_image", "write_segment", "write_tile_rows"]

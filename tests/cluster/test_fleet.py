@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from realesr_core.cluster import ImageUnit, Slot, fleet_for
+from realesr_core.cluster import ImageUnit, ScanUnit, Slot, fleet_for
 from realesr_core.cluster.dispatch import PARCEL_PIXELS, PARCEL_UNITS, parcels
 from realesr_core.errors import RealESRError
 
@@ -50,9 +50,18 @@ def test_small_images_travel_together_and_large_ones_alone() -> None:
     def image(name: str, pixels: int) -> ImageUnit:
         return ImageUnit(Path(name), Path(f"out/{name}"), pixels)
 
-    tiny = [(index, image(f"t{index}.png", 16 * 16)) for index in range(PARCEL_UNITS + 3)]
+    tiny = [image(f"t{index}.png", 16 * 16) for index in range(PARCEL_UNITS + 3)]
     packed = list(parcels(tiny))
     assert [len(parcel) for parcel in packed] == [PARCEL_UNITS, 3]
     assert [index for parcel in packed for index, _unit in parcel] == list(range(PARCEL_UNITS + 3))
-    photos = [(index, image(f"p{index}.png", PARCEL_PIXELS // 2 + 1)) for index in range(5)]
+    photos = [image(f"p{index}.png", PARCEL_PIXELS // 2 + 1) for index in range(5)]
     assert [len(parcel) for parcel in parcels(photos)] == [2, 2, 1]  # about a megapixel each
+
+
+def test_a_pause_in_planning_hands_out_what_is_packed() -> None:
+    """None in the units (a video's scan is out: its segments are not known yet) sends the images packed so far,
+    and is passed on; the numbering counts units only."""
+    units = [ImageUnit(Path("a.png"), Path("out/a.png"), 256), None, ScanUnit(Path("v.mp4"), Path("out/v.mkv")),
+             ImageUnit(Path("b.png"), Path("out/b.png"), 256)]
+    packed = list(parcels(units))
+    assert packed == [[(0, units[0])], None, [(1, units[2])], [(2, units[3])]]

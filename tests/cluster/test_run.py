@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import textwrap
@@ -26,6 +27,7 @@ from PIL import Image
 
 from realesr_core import load_model
 from realesr_core.cli import main
+from realesr_core.cli.common import Interrupted as SignalStop
 from realesr_core.cluster import (
     MANIFEST_NAME,
     Fleet,
@@ -34,6 +36,7 @@ from realesr_core.cluster import (
     Item,
     Manifest,
     Outcome,
+    ScanUnit,
     Slot,
     connect,
     item_key,
@@ -42,9 +45,10 @@ from realesr_core.cluster import (
     upscale_on_ray,
 )
 from realesr_core.cluster import dispatch as dispatch_module
+from realesr_core.cluster import units as units_module
 from realesr_core.errors import RealESRError
 from realesr_core.jobs import PlanError, UpscaleJob, UpscalePlan, plan_upscale
-from realesr_core.media import open_for_streaming, read_image, upscale_image_file, upscale_to_tiff
+from realesr_core.media import VideoError, open_for_streaming, read_image, upscale_image_file, upscale_to_tiff
 from realesr_core.models import zoo
 from realesr_core.upscaling import UpscaleOptions
 
@@ -115,6 +119,14 @@ class PoisonedUnit(ImageUnit):
         if self.source.name == "poison.png":
             os._exit(1)
         return super().run(model, job, options)
+
+
+@dataclass(frozen=True)
+class UnreadableScan(ScanUnit):
+    """A keyframe scan that fails, as it does for a video damaged past its header."""
+
+    def run(self, model, job, options):
+        raise VideoError(f"cannot read video {self.source}: Invalid data found when processing input")
 
 
 @dataclass(frozen=True)
@@ -274,6 +286,34 @@ def test_a_corrupt_input_is_reported_and_the_rest_completes(cluster, tmp_path: P
     assert "broken.png" in errors and "noise.png" in errors
 
 
+def test_a_videos_keyframe_scan_is_a_unit_and_its_segments_follow(cluster, tmp_path: Path, monkeypatch) -> None:
+    """The scan (every packet of the file read) runs on a worker, not on the driver, whose own scan fails here; the
+    segments it finds go out once it is back, and the video is the plain run's bytes. A scan that fails is that
+    video's failed row, named as a scan, and the rest finish."""
+    monkeypatch.setattr("realesr_core.media.video.segments.SEGMENT_SECONDS", 0.3)
+    folder = images(tmp_path / "in", 2)
+    clip = make_clip(folder / "clip.mkv", frames=10, keyframe_every=3)
+    assert main(["upscale", str(clip), "-o", str(tmp_path / "plain.mkv"), *MODEL]) == 0
+    monkeypatch.setattr("realesr_core.media.video.segments.probe_video",
+                        lambda *_: pytest.fail("the driver scanned the video"))
+    segments: list[int] = []
+    video_item = units_module.video_item
+    monkeypatch.setattr(units_module, "video_item", lambda *a: segments.append(len(video_item(*a).units)) or
+                        video_item(*a))
+    out, asked = tmp_path / "out", job()
+    model = load_model(asked.model)
+    damaged = Item(clip, out / "damaged_x4.mkv", [UnreadableScan(clip, out / "damaged_x4.mkv")], "damaged",
+                   then=lambda _: pytest.fail("a failed scan was followed"))
+    items = [units_module.scan_item(model, clip, out / "clip_x4.mkv", asked, "clip"), damaged,
+             *items_of([ImageUnit(source, out / source.name, 400) for source in sorted(folder.glob("*.png"))])]
+    with Manifest(out) as book:
+        outcome = run_items(items, asked, [Slot(head_id(), 1, 0)] * 2, book, Outcome())
+    assert outcome.made == 3 and segments[0] >= 2
+    assert (out / "clip_x4.mkv").read_bytes() == (tmp_path / "plain.mkv").read_bytes()
+    [failed] = outcome.failures
+    assert failed["path"] == str(clip) and failed["error"].startswith("clip.mkv keyframe scan: cannot read video")
+
+
 def test_a_worker_killed_by_one_input_fails_that_input_alone(cluster, tmp_path: Path, capsys) -> None:
     """The poison file: its worker process dies each time. The five images packed in its parcel run again alone;
     it is tried alone until its deaths are counted out, then reported; the run ends."""
@@ -383,7 +423,11 @@ def test_workers_that_cannot_start_stop_the_run_with_a_clear_error(cluster, tmp_
     assert not (tmp_path / "out").exists()
 
 
-def test_ctrl_c_stops_the_workers_and_removes_what_they_were_writing(cluster, tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, lambda: SignalStop(signal.SIGTERM)], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_stops_the_workers_and_removes_what_they_were_writing(cluster, tmp_path: Path, monkeypatch,
+                                                                     stop) -> None:
+    """Ctrl+C, or `kill` (SIGTERM: the command line raises it as an interruption that names the signal, so that the
+    exit status is 143 as a shell expects)."""
     monkeypatch.setattr(dispatch_module, "PARCEL_UNITS", 1)
     folder, out = images(tmp_path / "in", 1), tmp_path / "out"
     items = items_of([SlowWriterUnit(folder / "photo00.png", out / "photo00_x4.png", 400)])
@@ -392,11 +436,13 @@ def test_ctrl_c_stops_the_workers_and_removes_what_they_were_writing(cluster, tm
         yield from items
         wait_for(tmp_path / "writing")
         assert [name for name in hidden(out) if name.startswith(".photo00_x4.")]  # the temporary is there
-        raise KeyboardInterrupt
+        raise stop()
 
-    with Manifest(out) as book, pytest.raises(Interrupted, match="temporary files of what they were writing removed"):
+    with Manifest(out) as book, pytest.raises(Interrupted, match="temporary files of what they were writing removed") \
+            as caught:
         run_items(then_ctrl_c(), job(), [Slot(head_id(), 1, 0)], book, Outcome())
     assert hidden(out) == []  # nothing recorded, nothing half-written
+    assert caught.value.signal_number == getattr(stop(), "signal_number", signal.SIGINT)
 
 
 def test_a_huge_image_is_spread_by_tile_rows_and_written_once(cluster, tmp_path: Path) -> None:

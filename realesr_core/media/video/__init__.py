@@ -12,17 +12,18 @@ encoder, `segments` cuts the clip at keyframes, keeps finished segments for a re
 """
 
 from .encoding import CRF_ENCODERS, ENCODER_PRESETS, SVT_AV1_PRESETS, X26X_PRESETS, VideoOptions, check_encoding
-from .probe import VIDEO_SUFFIXES, VideoError, frame_size
+from .probe import VIDEO_SUFFIXES, SourceFacts, VideoError, frame_size
 from .segments import (
     SEGMENT_SECONDS,
     VideoPlan,
     VideoResult,
     join_segments,
     plan_video,
+    scan_video,
     upscale_video,
     write_segment,
 )
 
 __all__ = ["CRF_ENCODERS", "ENCODER_PRESETS", "SEGMENT_SECONDS", "SVT_AV1_PRESETS", "VIDEO_SUFFIXES", "X26X_PRESETS",
-           "VideoError", "VideoOptions", "VideoPlan", "VideoResult", "check_encoding", "frame_size", "join_segments",
-           "plan_video", "upscale_video", "write_segment"]
+           "SourceFacts", "VideoError", "VideoOptions", "VideoPlan", "VideoResult", "check_encoding", "frame_size",
+           "join_segments", "plan_video", "scan_video", "upscale_video", "write_segment"]

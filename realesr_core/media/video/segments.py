@@ -87,18 +87,27 @@ def upscale_video(model: Any, source: str | os.PathLike, target: str | os.PathLi
             raise
 
 
-def plan_video(model: Any, source: str | os.PathLike, target: str | os.PathLike, options: UpscaleOptions | None,
-               video: VideoOptions) -> VideoPlan:
-    """Probes `source` (keyframes, size, bit depth, HDR metadata) and opens the work folder beside `target`; with
-    `video.resume` the segments a run of the same job finished are kept. Encoder settings FFmpeg would refuse are an
-    error here, before any frame is upscaled."""
+def scan_video(source: str | os.PathLike) -> SourceFacts:
+    """What `source` says of itself: its packets read (not decoded) for the keyframes and the frame count, and its
+    first picture's metadata. The slow part of planning a video (every packet of a long film is read), which a Ray
+    run gives to a worker as a unit of its own."""
     av = av_module()
-    check_encoding(video)
-    source, target = Path(source), Path(target)
+    source = Path(source)
     try:
-        probed = probe_video(av, source)
+        return probe_video(av, source)
     except av.error.FFmpegError as exc:
         raise VideoError(f"{source.name}: {exc}") from exc
+
+
+def plan_video(model: Any, source: str | os.PathLike, target: str | os.PathLike, options: UpscaleOptions | None,
+               video: VideoOptions, scanned: SourceFacts | None = None) -> VideoPlan:
+    """Cuts `source` into segments (from `scanned`, what `scan_video` found, else it is scanned now: keyframes,
+    size, bit depth, HDR metadata) and opens the work folder beside `target`; with `video.resume` the segments a run
+    of the same job finished are kept. Encoder settings FFmpeg would refuse are an error here, before any frame is
+    upscaled."""
+    check_encoding(video)
+    source, target = Path(source), Path(target)
+    probed = scanned if scanned is not None else scan_video(source)
     encoding = plan_encoding(probed, _scale(model, options), video, source.name)
     facts = SegmentFacts(encoding, probed.expected, probed.truncated, _segments(probed))
     # segments are MP4 files: MP4 keeps every decode time (MKV gives some back unknown)
