@@ -14,7 +14,7 @@ checked to be the plain rows' bytes.
 
 Driver memory: `realesr upscale --ray` run as a process of its own against the same cluster, over 1 tiny input and
 over --driver-inputs tiny inputs (8x8 PNGs in sub-folders of 1,000, the tree mirrored in the output folder); its peak
-RSS (ru_maxrss) for each, and the difference per input (planning streams: it should stay near zero).
+RSS (VmHWM) for each, and the difference per input (planning streams: it should stay near zero).
 Run it alone: the rows compete for the same cores with anything else.
 """
 
@@ -36,11 +36,15 @@ sys.path.insert(0, str(ROOT))
 from realesr_core import load_model  # noqa: E402
 from realesr_core.cli import main  # noqa: E402
 
+# The peak is the process's own high-water mark (VmHWM): getrusage's ru_maxrss carries over the RSS of the process
+# that started it (Linux folds the parent's peak into it at exec), which made this driver's peak read 1.5 to 1.8 GB:
+# the benchmark's own, after its photo rows.
 DRIVER = """
-import resource, sys
+import sys
 from realesr_core.cli import main
 status = main(sys.argv[1:])
-print(f"peak-rss-kib {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss} status {status}")
+peak = next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(f"peak-rss-kib {peak} status {status}")
 """
 
 

@@ -7,10 +7,12 @@ and reports what failed. It alone writes manifests.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import signal
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -72,17 +74,19 @@ def upscale_on_ray(model: ModelDescriptor, plan: UpscalePlan, job: UpscaleJob, a
     outcome = Outcome()
     slots: list[Slot] = []
     lost = False
+    received: list[int] = []
     try:
-        watch = HeadWatch(address)
-        slots = plan_fleet(job.device, workers)
-        items = plan_items(model, itertools.chain([first], entries), job, manifest, outcome)
-        run_items(items, job, slots, manifest, outcome, watch)
+        with _signals_as_interruptions() as received:
+            watch = HeadWatch(address)
+            slots = plan_fleet(job.device, workers)
+            items = plan_items(model, itertools.chain([first], entries), job, manifest, outcome)
+            run_items(items, job, slots, manifest, outcome, watch)
     except ClusterLost:
         lost = True
         raise
     except Interrupted as stop:
         say(f"realesr: interrupted; {outcome.made} output(s) were made and recorded. {stop}")
-        return 128 + stop.signal_number  # as a shell reports a process ended by that signal
+        return 128 + (received[0] if received else signal.SIGINT)  # as a shell reports a process ended by it
     finally:
         manifest.close()
         if started_ray and not lost:  # a lost cluster cannot be shut down: its processes are gone
@@ -97,9 +101,31 @@ def upscale_on_ray(model: ModelDescriptor, plan: UpscalePlan, job: UpscaleJob, a
 class Interrupted(RealESRError):
     """Ctrl+C (or a signal that asks the process to end: SIGTERM, SIGHUP) during a run; says what was left behind."""
 
-    def __init__(self, left: str, signal_number: int = signal.SIGINT) -> None:
-        super().__init__(left)
-        self.signal_number = signal_number
+
+@contextlib.contextmanager
+def _signals_as_interruptions() -> Iterator[list[int]]:
+    """While the block runs, SIGTERM and SIGHUP (`kill`, a closed terminal, a scheduler's stop) interrupt it as
+    Ctrl+C does, so that the workers are stopped and what they were writing removed; the numbers received are noted
+    in the list it gives. Set here, after `ray.init`: Ray puts in its own SIGTERM handler, which ends the driver at
+    once with status 1 or 15 and not a word, and its calls turn whatever a handler raises into a bare
+    KeyboardInterrupt, so the signal is known only from the note. Only in the main thread, where Python delivers
+    signals; the previous handlers are back afterwards."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def interrupt(number: int, _frame: object) -> None:
+        received.append(number)
+        raise KeyboardInterrupt
+
+    numbers = [signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])]
+    previous = {number: signal.signal(number, interrupt) for number in numbers}
+    try:
+        yield received
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def _outputs_may_meet_inputs(job: UpscaleJob) -> bool:
@@ -244,8 +270,8 @@ def run_items(items: Iterable[Item], job: UpscaleJob, slots: list[Slot], manifes
                         _close(item, open_items.pop(id(item)), manifest, outcome, leftovers)
                 bar(counts["done"] + counts["failed"], None if planning else counts["planned"],
                     f"({counts['failed']} failed)" if counts["failed"] else "")
-    except KeyboardInterrupt as stop:
-        raise Interrupted(_left_behind(fleet.clean), getattr(stop, "signal_number", signal.SIGINT)) from None
+    except KeyboardInterrupt:
+        raise Interrupted(_left_behind(fleet.clean)) from None
     finally:
         bar.close()
     return outcome

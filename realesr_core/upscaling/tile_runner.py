@@ -62,7 +62,7 @@ class Runner:
         self._compile = compile_module
         self._modules: dict[torch.dtype, nn.Module] = {}
         self._hooks: list[torch.utils.hooks.RemovableHandle] = []
-        self._taken: list[tuple[Any, nn.Module]] = []  # cast copies this runner holds, given back at `close`
+        self._taken: list[tuple[Any, Any, nn.Module]] = []  # cast copies this runner holds, given back at `close`
 
     def module(self, dtype: torch.dtype) -> nn.Module:
         if dtype not in self._modules:
@@ -72,12 +72,12 @@ class Runner:
             if not placed:
                 fp32_output_layer = dtype != torch.float32 and self.fp32_output_layer
                 kind = (self.device, dtype, fp32_output_layer)
-                module = CAST_COPIES.take(self.source, kind)
+                module, state = CAST_COPIES.take(self.source, kind)
                 if module is None:
                     module = _cast_copy(self.source, self.device, dtype, self.cancel)
                     if fp32_output_layer:
                         _output_layer_in_fp32(module)
-                self._taken.append((kind, module))
+                self._taken.append((kind, state, module))
             if self.cancel is not None and self._compile is None:  # hooks would break a compiled graph
                 self._hooks += _cancel_checks(module, self.cancel)
             self._modules[dtype] = self._compile(module) if self._compile is not None else module
@@ -89,8 +89,8 @@ class Runner:
         for hook in self._hooks:
             hook.remove()
         self._hooks.clear()
-        for kind, module in self._taken:
-            CAST_COPIES.give_back(self.source, kind, module)
+        for kind, state, module in self._taken:
+            CAST_COPIES.give_back(self.source, kind, state, module)
         self._taken.clear()
         self._modules.clear()
 
@@ -163,18 +163,21 @@ class CastCopies:
             weakref.WeakKeyDictionary())
         self._lock = threading.Lock()
 
-    def take(self, source: nn.Module, kind: Any) -> nn.Module | None:
-        """The copy of `source` made for `kind` (device, dtype, output layer in fp32) while `source` is as it was
-        then, taken out until `give_back`; None if there is none."""
+    def take(self, source: nn.Module, kind: Any) -> tuple[nn.Module | None, tuple[Any, ...]]:
+        """The copy of `source` made for `kind` (device, dtype, output layer in fp32) while `source` was as it is
+        now (None if there is none), taken out until `give_back`; and the state `source` is in now."""
+        state = _state(source)
         with self._lock:
             kept = self._copies.pop(source, None)
-        if kept is None or kept[0] != kind or kept[1] != _state(source):
-            return None
-        return kept[2]
+        if kept is None or kept[0] != kind or kept[1] != state:
+            return None, state
+        return kept[2], state
 
-    def give_back(self, source: nn.Module, kind: Any, module: nn.Module) -> None:
+    def give_back(self, source: nn.Module, kind: Any, state: tuple[Any, ...], module: nn.Module) -> None:
+        """Keeps `module`, a copy of `source` as it was in `state` (when it was taken: a change during the call makes
+        the next call copy again)."""
         with self._lock:
-            self._copies[source] = (kind, _state(source), module)
+            self._copies[source] = (kind, state, module)
 
 
 def _state(module: nn.Module) -> tuple[Any, ...]:

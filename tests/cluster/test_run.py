@@ -27,7 +27,6 @@ from PIL import Image
 
 from realesr_core import load_model
 from realesr_core.cli import main
-from realesr_core.cli.common import Interrupted as SignalStop
 from realesr_core.cluster import (
     MANIFEST_NAME,
     Fleet,
@@ -423,11 +422,7 @@ def test_workers_that_cannot_start_stop_the_run_with_a_clear_error(cluster, tmp_
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("stop", [KeyboardInterrupt, lambda: SignalStop(signal.SIGTERM)], ids=["ctrl-c", "sigterm"])
-def test_ctrl_c_stops_the_workers_and_removes_what_they_were_writing(cluster, tmp_path: Path, monkeypatch,
-                                                                     stop) -> None:
-    """Ctrl+C, or `kill` (SIGTERM: the command line raises it as an interruption that names the signal, so that the
-    exit status is 143 as a shell expects)."""
+def test_ctrl_c_stops_the_workers_and_removes_what_they_were_writing(cluster, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(dispatch_module, "PARCEL_UNITS", 1)
     folder, out = images(tmp_path / "in", 1), tmp_path / "out"
     items = items_of([SlowWriterUnit(folder / "photo00.png", out / "photo00_x4.png", 400)])
@@ -436,13 +431,33 @@ def test_ctrl_c_stops_the_workers_and_removes_what_they_were_writing(cluster, tm
         yield from items
         wait_for(tmp_path / "writing")
         assert [name for name in hidden(out) if name.startswith(".photo00_x4.")]  # the temporary is there
-        raise stop()
+        raise KeyboardInterrupt
 
-    with Manifest(out) as book, pytest.raises(Interrupted, match="temporary files of what they were writing removed") \
-            as caught:
+    with Manifest(out) as book, pytest.raises(Interrupted, match="temporary files of what they were writing removed"):
         run_items(then_ctrl_c(), job(), [Slot(head_id(), 1, 0)], book, Outcome())
     assert hidden(out) == []  # nothing recorded, nothing half-written
-    assert caught.value.signal_number == getattr(stop(), "signal_number", signal.SIGINT)
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP], ids=["sigterm", "sighup"])
+def test_kill_stops_a_ray_run_as_ctrl_c_does(cluster, tmp_path: Path, stop: int) -> None:
+    """`kill` (SIGTERM) or a closed terminal (SIGHUP) while the command line runs on a cluster: the workers are
+    stopped, the message says what was kept, nothing half-written is left, and the exit status is the shell's for
+    that signal (Ray's own SIGTERM handler ended the driver at once, with status 15 and not a word)."""
+    folder, out = images(tmp_path / "in", 16, size=64), tmp_path / "out"
+    environment = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    run = subprocess.Popen([sys.executable, "-m", "realesr_core", "upscale", str(folder), "-o", str(out), "-m",
+                            "RealESRGAN_x4plus", "--ray", cluster.address], env=environment, text=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not list(out.glob("*.png")):
+        assert run.poll() is None and time.monotonic() < deadline, run.communicate()
+        time.sleep(0.05)
+    run.send_signal(stop)
+    _stdout, stderr = run.communicate(timeout=120)
+    assert run.returncode == 128 + stop, stderr[-3000:]
+    assert "realesr: interrupted; " in stderr and "Re-run the same command to resume." in stderr
+    assert set(hidden(out)) <= {MANIFEST_NAME}  # no temporaries (the manifest is there once a row came back)
+    assert 1 <= len(outputs(out)) < 16
 
 
 def test_a_huge_image_is_spread_by_tile_rows_and_written_once(cluster, tmp_path: Path) -> None:
