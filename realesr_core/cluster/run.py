@@ -215,9 +215,11 @@ def run_items(items: Iterable[Item], job: UpscaleJob, slots: list[Slot], manifes
             if next_steps:
                 first, result = next_steps.popleft()
                 try:
-                    yield first.then(result)
-                except RealESRError as exc:
+                    made = first.then(result)
+                except (RealESRError, OSError) as exc:  # a video FFmpeg cannot encode as asked, a full disk
                     _record_failure(manifest, outcome, first.key, _status(first, _Open(0, error=str(exc))))
+                    continue
+                yield made
             elif (item := next(fresh, None)) is not None:
                 yield item
             elif counts["first steps"]:

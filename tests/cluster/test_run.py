@@ -287,8 +287,8 @@ def test_a_corrupt_input_is_reported_and_the_rest_completes(cluster, tmp_path: P
 
 def test_a_videos_keyframe_scan_is_a_unit_and_its_segments_follow(cluster, tmp_path: Path, monkeypatch) -> None:
     """The scan (every packet of the file read) runs on a worker, not on the driver, whose own scan fails here; the
-    segments it finds go out once it is back, and the video is the plain run's bytes. A scan that fails is that
-    video's failed row, named as a scan, and the rest finish."""
+    segments it finds go out once it is back, and the video is the plain run's bytes. A scan that fails, or a video
+    that cannot be planned from its scan, is that video's failed row, and the rest finish."""
     monkeypatch.setattr("realesr_core.media.video.segments.SEGMENT_SECONDS", 0.3)
     folder = images(tmp_path / "in", 2)
     clip = make_clip(folder / "clip.mkv", frames=10, keyframe_every=3)
@@ -303,14 +303,20 @@ def test_a_videos_keyframe_scan_is_a_unit_and_its_segments_follow(cluster, tmp_p
     model = load_model(asked.model)
     damaged = Item(clip, out / "damaged_x4.mkv", [UnreadableScan(clip, out / "damaged_x4.mkv")], "damaged",
                    then=lambda _: pytest.fail("a failed scan was followed"))
-    items = [units_module.scan_item(model, clip, out / "clip_x4.mkv", asked, "clip"), damaged,
+
+    def refuse(_scanned):
+        raise VideoError("clip.mkv: the encoder refuses this size")
+
+    refused = Item(clip, out / "refused_x4.mkv", [ScanUnit(clip, out / "refused_x4.mkv")], "refused", then=refuse)
+    items = [units_module.scan_item(model, clip, out / "clip_x4.mkv", asked, "clip"), damaged, refused,
              *items_of([ImageUnit(source, out / source.name, 400) for source in sorted(folder.glob("*.png"))])]
     with Manifest(out) as book:
         outcome = run_items(items, asked, [Slot(head_id(), 1, 0)] * 2, book, Outcome())
     assert outcome.made == 3 and segments[0] >= 2
     assert (out / "clip_x4.mkv").read_bytes() == (tmp_path / "plain.mkv").read_bytes()
-    [failed] = outcome.failures
-    assert failed["path"] == str(clip) and failed["error"].startswith("clip.mkv keyframe scan: cannot read video")
+    failed = {row["target"]: row["error"] for row in outcome.failures}
+    assert failed[str(out / "damaged_x4.mkv")].startswith("clip.mkv keyframe scan: cannot read video")
+    assert failed[str(out / "refused_x4.mkv")] == "clip.mkv: the encoder refuses this size"  # found once scanned
 
 
 def test_a_worker_killed_by_one_input_fails_that_input_alone(cluster, tmp_path: Path, capsys) -> None:
