@@ -72,7 +72,7 @@ class Runner:
             if not placed:
                 fp32_output_layer = dtype != torch.float32 and self.fp32_output_layer
                 kind = (self.device, dtype, fp32_output_layer)
-                module, state = CAST_COPIES.take(self.source, kind)
+                module, state = CAST_COPIES.take(self.source, kind) if self.device.type == "cpu" else (None, ())
                 if module is None:
                     module = _cast_copy(self.source, self.device, dtype, self.cancel)
                     if fp32_output_layer:
@@ -90,7 +90,8 @@ class Runner:
             hook.remove()
         self._hooks.clear()
         for kind, state, module in self._taken:
-            CAST_COPIES.give_back(self.source, kind, state, module)
+            if self.device.type == "cpu":
+                CAST_COPIES.give_back(self.source, kind, state, module)
         self._taken.clear()
         self._modules.clear()
 
@@ -156,7 +157,8 @@ class CastCopies:
     thread). A copy is taken out while a call runs it (a concurrent call makes its own, and the cancel checks of one
     call never sit on another's), and is used again only while the module's tensors are the same ones, unchanged:
     an in-place update (an optimizer step, `load_state_dict`) or a move to another device makes a new copy. One copy
-    per module at most: a reduced-precision copy of its weights on the device it last ran on."""
+    per module at most, and only of copies on the CPU: on a GPU the copy is working memory of the call, which
+    `memory_required` tells a host such as ComfyUI to make room for, and which the host expects back afterwards."""
 
     def __init__(self) -> None:
         self._copies: weakref.WeakKeyDictionary[nn.Module, tuple[Any, tuple[Any, ...], nn.Module]] = (

@@ -294,3 +294,14 @@ def test_calls_with_the_same_weights_share_one_cast_copy_and_changed_weights_get
     same_weights = load_model(model.module.state_dict())
     assert torch.equal(upscale(same_weights, image, precision="bf16").image, changed) and len(copies) == 3
     assert all(not layer._forward_pre_hooks for layer in model.module.modules())
+
+
+def test_a_copy_on_another_device_than_the_cpu_goes_with_its_call(tiny_compact) -> None:
+    """On a GPU the cast copy is the call's working memory, which a host like ComfyUI expects back afterwards: it is
+    not kept (the meta device stands in for the GPU)."""
+    from realesr_core.upscaling import tile_runner
+
+    runner = tile_runner.Runner(tiny_compact.module, torch.device("meta"), torch.bfloat16, False)
+    assert runner.module(torch.bfloat16) is not tiny_compact.module
+    runner.close()
+    assert tile_runner.CAST_COPIES.take(tiny_compact.module, (torch.device("meta"), torch.bfloat16, False))[0] is None
