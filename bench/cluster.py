@@ -9,8 +9,9 @@ round after round (each row's best round is compared, since other work on the ma
 plain with one thread (the baseline: one single-thread process), plain with N threads (the same total threads as the
 Ray row), and Ray on N nodes of one CPU each: a local `ray.cluster_utils.Cluster` whose head has no CPUs, started
 once before the rows; each Ray row still includes starting its workers and loading the model in them, as a real run
-does. Goal: the Ray row at least 0.8 x N times as fast as the single-thread plain row. The Ray rows' outputs are
-checked to be the plain rows' bytes.
+does. Last, the run after one with `--ray-keep-warm`, which finds the workers that run kept (they are ended after
+it, so that the next round's cold Ray row finds the CPUs free). Goal: the Ray row at least 0.8 x N times as fast as
+the single-thread plain row. The Ray rows' outputs are checked to be the plain rows' bytes.
 
 Driver memory: `realesr upscale --ray` run as a process of its own against the same cluster, over 1 tiny input and
 over --driver-inputs tiny inputs (8x8 PNGs in sub-folders of 1,000, the tree mirrored in the output folder); its peak
@@ -35,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from realesr_core import load_model  # noqa: E402
 from realesr_core.cli import main  # noqa: E402
+from realesr_core.cluster import end_warm_workers  # noqa: E402
 
 # The peak is the process's own high-water mark (VmHWM): getrusage's ru_maxrss carries over the RSS of the process
 # that started it (Linux folds the parent's peak into it at exec), which made this driver's peak read 1.5 to 1.8 GB:
@@ -90,7 +92,8 @@ def outputs(folder: Path) -> dict[str, bytes]:
 
 
 def throughput(case: str, folder: Path, count: int, model: str, nodes: int, rounds: int, work: Path) -> None:
-    names = ["plain, 1 thread", f"plain, {nodes} threads", f"--ray, {nodes} one-CPU nodes"]
+    names = ["plain, 1 thread", f"plain, {nodes} threads", f"--ray, {nodes} one-CPU nodes",
+             "--ray --ray-keep-warm, the next run"]
     seconds: dict[str, list[float]] = {name: [] for name in names}
     same = "yes"
     for round_ in range(rounds):
@@ -100,6 +103,13 @@ def throughput(case: str, folder: Path, count: int, model: str, nodes: int, roun
         seconds[names[1]].append(timed_run(["upscale", str(folder), "-m", model, "-o", str(out)], threads=nodes))
         out = work / f"{case}-ray-{round_}"
         seconds[names[2]].append(timed_run(["upscale", str(folder), "-m", model, "-o", str(out), "--ray"]))
+        if outputs(out) != outputs(plain):
+            same = "NO"
+        warm = ["upscale", str(folder), "-m", model, "--ray", "--ray-keep-warm", "600", "-o"]
+        timed_run([*warm, str(work / f"{case}-warm-first-{round_}")])  # starts the workers and keeps them
+        out = work / f"{case}-warm-{round_}"
+        seconds[names[3]].append(timed_run([*warm, str(out)]))
+        end_warm_workers()  # so that the next round's cold Ray row finds the CPUs free
         if outputs(out) != outputs(plain):
             same = "NO"
     baseline = min(seconds[names[0]])

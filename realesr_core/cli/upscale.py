@@ -90,7 +90,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         from ..cluster import upscale_on_ray
 
         with interrupted_by_signals():
-            return upscale_on_ray(model, plan, job, args.ray, args.ray_workers)
+            return upscale_on_ray(model, plan, job, args.ray, args.ray_workers, args.ray_keep_warm)
     planned = list(plan)  # everything planned before any work: an output that would replace an input refuses here
     if not planned:
         summary = plan.skipped.summary()
@@ -267,5 +267,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--ray-workers", type=int, metavar="N",
                     help="upscalers on the cluster (default: one per GPU, or one per 4 CPUs without GPUs; more than "
                          "the GPUs share them, so that one's writing overlaps another's upscaling)")
+    up.add_argument("--ray-keep-warm", type=float, default=0.0, metavar="SECONDS",
+                    help="keep the Ray workers (their processes and loaded model) after the run until they have been "
+                         "idle this long, so that the next --ray run of the same model starts at once; they hold "
+                         "their CPUs and GPUs on the cluster meanwhile (default 0: they end with the run)")
     up.set_defaults(func=cmd_upscale)
 

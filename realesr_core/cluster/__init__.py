@@ -8,7 +8,7 @@ one upscaler per slot, node by node; `worker` is the actor that loads the model 
 parts) and records them.
 """
 
-from .dispatch import Fleet
+from .dispatch import Fleet, end_warm_workers
 from .fleet import ClusterLost, HeadWatch, Slot, connect, fleet_for, plan_fleet
 from .run import Interrupted, Outcome, plan_items, run_items, upscale_on_ray
 from .units import MANIFEST_NAME, ImageUnit, Item, Manifest, ScanUnit, image_item, item_key
@@ -26,6 +26,7 @@ __all__ = [
     "ScanUnit",
     "Slot",
     "connect",
+    "end_warm_workers",
     "fleet_for",
     "image_item",
     "item_key",

@@ -23,11 +23,17 @@ known, a mixed fleet is one actor per slot, and the plan is consumed as it is ma
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import hashlib
+import json
 import logging
 import time
+import uuid
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..errors import RealESRError
@@ -43,6 +49,7 @@ RETRIES = 1  # a unit that raised runs once more before it is reported
 DEATHS_ALLOWED = 2  # a unit whose worker died this many times while running it alone is reported
 STOP_SECONDS = 10.0  # how long stopping waits for killed workers to be gone before it removes their temporaries
 SLOW_START_SECONDS = 60.0  # no worker ready after this long: say what the run is waiting for
+WARM_NAMESPACE = "realesr"  # the Ray namespace of warm workers
 
 Parcel = list[tuple[int, Unit]]
 logger = logging.getLogger("realesr.cluster")
@@ -83,6 +90,7 @@ class _Worker:
     alone: Any = None  # the task running a suspect unit with nothing queued beside it
     broken: str = ""  # why it can never work (its model did not load)
     failed_starts: int = 0
+    warm: bool = False  # kept for the next run (see `Fleet`)
 
     @property
     def ready(self) -> bool:
@@ -92,28 +100,50 @@ class _Worker:
 class Fleet:
     """The upscalers of one run, one per slot, started at once (each loads the model). Use as a context manager:
     leaving it stops them, and a stop before the end (an interruption, an error) removes the temporaries of the
-    units they were writing once they are gone; `clean` says whether that could be done."""
+    units they were writing once they are gone; `clean` says whether that could be done.
 
-    def __init__(self, job: UpscaleJob, slots: list[Slot], watch: HeadWatch | None = None) -> None:
+    With `keep_warm` (seconds), the workers are kept after a run that ends with nothing running, for the next run of
+    the same model on the same nodes (`warm_name`), which then starts without waiting for processes and models: they
+    hold their CPUs and GPUs on the cluster until they have been idle that long. A warm worker another run holds is
+    not shared: this run starts its own for that slot."""
+
+    def __init__(self, job: UpscaleJob, slots: list[Slot], watch: HeadWatch | None = None,
+                 keep_warm: float = 0.0) -> None:
         ray = self.ray = ray_module()
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
         from .worker import Upscaler
 
-        actor = ray.remote(Upscaler)
+        self.actor = ray.remote(Upscaler)
+        self.job = job
+        self.keep_warm = keep_warm
+        self.token = uuid.uuid4().hex if keep_warm else ""  # this run, to the warm workers it holds
         self.watch = watch
         self.workers: list[_Worker] = []
-        for slot in slots:
-            handle = actor.options(
-                num_cpus=slot.cpus, num_gpus=slot.gpus, max_restarts=-1, max_task_retries=0,
-                # soft: a worker whose node was lost starts again on another one with room
-                scheduling_strategy=NodeAffinitySchedulingStrategy(slot.node, soft=True)).remote(job)
-            self.workers.append(_Worker(handle, slot, _ready(handle)))
+        for index, slot in enumerate(slots):
+            handle = self._start(slot, warm_name(job, slot, index) if keep_warm else None)
+            self.workers.append(_Worker(handle, slot, self._ready(handle), warm=bool(keep_warm)))
         self.clean = True
         self.interrupted: set[int] = set()  # units whose worker died or was lost while they ran: they may have left
         # temporaries beside what they were writing
         self.started = time.monotonic()
         self.streaming = not ray.util.client.ray.is_connected()  # Ray Client has no streaming calls
+
+    def _start(self, slot: Slot, warm: str | None) -> Any:
+        """An upscaler on `slot`: this run's own, or the warm one named `warm` (made if there is none)."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        kept = {} if warm is None else {"name": warm, "namespace": WARM_NAMESPACE, "lifetime": "detached",
+                                        "get_if_exists": True}
+        return self.actor.options(
+            num_cpus=slot.cpus, num_gpus=slot.gpus, max_restarts=-1, max_task_retries=0,
+            # soft: a worker whose node was lost starts again on another one with room
+            scheduling_strategy=NodeAffinitySchedulingStrategy(slot.node, soft=True),
+            **kept).remote(self.job, self.keep_warm if warm is not None else 0.0)
+
+    def _ready(self, handle: Any) -> Any:
+        """A call that answers once the worker is up (and, for a warm one, says whether this run holds it): it waits
+        through Ray's restarts of the worker, and fails only when the worker can never start (its `__init__` raised)
+        or was killed."""
+        return handle.ready.options(max_task_retries=-1).remote(self.token, self.keep_warm)
 
     def __enter__(self) -> Fleet:
         return self
@@ -215,9 +245,9 @@ class Fleet:
         """Starts `parcel` on `worker`: a streaming call, the units' rows coming back as they are done (see
         `Upscaler.run`; through Ray Client, which cannot stream, all rows at the end)."""
         if self.streaming:
-            task = worker.handle.run.options(num_returns="streaming").remote(parcel)
+            task = worker.handle.run.options(num_returns="streaming").remote(parcel, self.job)
         else:
-            task = worker.handle.run_all.remote(parcel)
+            task = worker.handle.run_all.remote(parcel, self.job)
         worker.running[task] = list(parcel)
         return task
 
@@ -225,21 +255,27 @@ class Fleet:
         """A worker answered its `ready` call: it can take work, or it can never (its model failed to load)."""
         worker.starting = None
         try:
-            worker.node = self.ray.get(ref)["node"]
-            worker.failed_starts = 0
+            answer = self.ray.get(ref)
         except self.ray.exceptions.RayActorError as exc:
             worker.failed_starts += 1
             if exc.actor_init_failed or worker.failed_starts > 3:
                 worker.broken = last_line(exc)
             else:  # died again while restarting (its node lost meanwhile): ask once more
-                worker.starting = _ready(worker.handle)
+                worker.starting = self._ready(worker.handle)
+            return
+        if not answer["held"]:  # a warm worker that another run holds: this run starts its own
+            worker.handle, worker.warm = self._start(worker.slot, None), False
+            worker.starting = self._ready(worker.handle)
+            return
+        worker.node = answer["node"]
+        worker.failed_starts = 0
 
     def _lost(self, worker: _Worker, parcel: Parcel, alone: bool, waiting: deque[Parcel],
               suspects: deque[tuple[int, Unit]], deaths: dict[int, int]) -> Iterator[dict[str, Any]]:
         """A task whose worker died: the units go back to run again, or are reported (see the module's rules)."""
         self.interrupted.update(index for index, _unit in parcel)
         if worker.starting is None and not worker.broken:
-            worker.starting = _ready(worker.handle)  # no new work until Ray has started it again
+            worker.starting = self._ready(worker.handle)  # no new work until Ray has started it again
         # the head first: asking it about nodes while it is gone would block for a minute
         if (self.watch is not None and not self.watch.reachable()) or not self._node_alive(worker.node):
             waiting.appendleft(parcel)  # not the units' doing
@@ -263,14 +299,26 @@ class Fleet:
             return True
 
     def stop(self) -> None:
-        """Kills the workers; those stopped mid-unit leave hidden temporaries of the files they were writing, which are
-        removed once the workers are gone (`clean` False where that could not be confirmed in STOP_SECONDS)."""
+        """Kills the workers (warm ones that are idle are kept, and given back for the next run); those stopped
+        mid-unit leave hidden temporaries of the files they were writing, which are removed once the workers are gone
+        (`clean` False where that could not be confirmed in STOP_SECONDS)."""
         writing = [unit for worker in self.workers for parcel in worker.running.values() for _index, unit in parcel
                    if unit.written is not None]
         if self.watch is not None and not self.watch.reachable():  # the cluster is gone, and its workers with it
             self.clean = not writing
             return
+        kept = [worker for worker in self.workers
+                if worker.warm and not worker.running and worker.starting is None and not worker.broken]
+        if kept and not any(worker.running for worker in self.workers):
+            try:
+                self.ray.get([worker.handle.release.remote(self.token) for worker in kept], timeout=STOP_SECONDS)
+            except Exception:  # noqa: BLE001 - not given back: they end once idle for keep_warm seconds
+                pass
+        else:
+            kept = []
         for worker in self.workers:
+            if worker in kept:
+                continue
             try:
                 self.ray.kill(worker.handle, no_restart=True)
             except Exception:  # noqa: BLE001 - the cluster is gone: so are its workers, or they soon will be
@@ -280,7 +328,7 @@ class Fleet:
         busy = [worker for worker in self.workers if worker.running]
         deadline = time.monotonic() + STOP_SECONDS
         while busy and time.monotonic() < deadline:  # a killed worker's calls fail once it is gone
-            busy = [worker for worker in busy if _answered(self.ray, worker.handle.ready.remote())]
+            busy = [worker for worker in busy if _answered(self.ray, worker.handle.ready.remote(self.token))]
             if busy:
                 time.sleep(0.2)
         if busy:
@@ -290,10 +338,35 @@ class Fleet:
             remove_temporaries(unit.written)
 
 
-def _ready(handle: Any) -> Any:
-    """A call that answers once the worker is up: it waits through Ray's restarts of the worker, and fails only when
-    the worker can never start (its `__init__` raised) or was killed."""
-    return handle.ready.options(max_task_retries=-1).remote()
+def end_warm_workers() -> int:
+    """Ends the warm workers of every run on the connected cluster now, rather than once idle (their CPUs and GPUs
+    are back at once); returns how many there were."""
+    ray = ray_module()
+    names = [actor["name"] for actor in ray.util.list_named_actors(all_namespaces=True)
+             if actor["namespace"] == WARM_NAMESPACE]
+    for name in names:
+        with contextlib.suppress(ValueError):  # ended meanwhile
+            ray.kill(ray.get_actor(name, namespace=WARM_NAMESPACE), no_restart=True)
+    return len(names)
+
+
+def warm_name(job: UpscaleJob, slot: Slot, index: int) -> str:
+    """The name a warm worker is kept under: what it loaded (the model, and its file's size and time where it is a
+    file: retrained weights are another model), the code it runs (an upgrade is another worker) and where it runs; a
+    run that differs in any of these starts workers of its own."""
+    model = Path(job.model)
+    stamp = [job.model, *((model.stat().st_size, model.stat().st_mtime_ns) if model.is_file() else ())]
+    described = json.dumps([_code_stamp(), stamp, job.cache_dir, job.device, slot.node, slot.cpus, slot.gpus, index])
+    return f"realesr-upscaler-{hashlib.sha256(described.encode()).hexdigest()[:24]}"
+
+
+@functools.lru_cache(maxsize=1)
+def _code_stamp() -> str:
+    """The library's source files as they are now: name, size and modification time of each."""
+    root = Path(__file__).resolve().parents[1]
+    files = sorted(root.rglob("*.py"))
+    described = [(str(path.relative_to(root)), path.stat().st_size, path.stat().st_mtime_ns) for path in files]
+    return hashlib.sha256(json.dumps(described).encode()).hexdigest()
 
 
 def _failed(index: int, unit: Unit, error: str, node: str) -> dict[str, Any]:

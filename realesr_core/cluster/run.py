@@ -40,10 +40,11 @@ class Outcome:
 
 
 def upscale_on_ray(model: ModelDescriptor, plan: UpscalePlan, job: UpscaleJob, address: str,
-                   workers: int | None) -> int:
+                   workers: int | None, keep_warm: float = 0.0) -> int:
     """Runs `plan` (`jobs.plan_upscale(job, model.scale)`) on the Ray cluster at `address` ('local', 'auto',
-    host:port, ray://host:port) with `workers` upscalers (None: as the cluster's nodes allow); returns the exit
-    status of the `upscale` command: 0, or 1 when an input failed (each named on stderr and in the manifest).
+    host:port, ray://host:port) with `workers` upscalers (None: as the cluster's nodes allow), kept for the next run
+    of the same model until they have been idle `keep_warm` seconds (0: they end with the run; see `Fleet`); returns
+    the exit status of the `upscale` command: 0, or 1 when an input failed (each named on stderr and in the manifest).
 
     The plan is consumed as the fleet asks for work (a huge archive starts at once, and the driver holds only what is
     in flight), except where an output could land among the inputs (no output folder, or one overlapping an input
@@ -51,6 +52,8 @@ def upscale_on_ray(model: ModelDescriptor, plan: UpscalePlan, job: UpscaleJob, a
     before any work, as without Ray (and so are video settings that fail every video; a streamed plan fails each
     video with them instead). A video's segments are kept for a re-run (`video.resume`), whatever the job
     says: re-running the same command is how a Ray run resumes."""
+    if keep_warm < 0:
+        raise RealESRError(f"--ray-keep-warm must be 0 or more seconds, got {keep_warm:g}")
     job = replace(job, video=replace(job.video, resume=True))
     planned: Iterable[PlannedFile] = plan
     if _outputs_may_meet_inputs(job):
@@ -80,7 +83,7 @@ def upscale_on_ray(model: ModelDescriptor, plan: UpscalePlan, job: UpscaleJob, a
             watch = HeadWatch(address)
             slots = plan_fleet(job.device, workers)
             items = plan_items(model, itertools.chain([first], entries), job, manifest, outcome)
-            run_items(items, job, slots, manifest, outcome, watch)
+            run_items(items, job, slots, manifest, outcome, watch, keep_warm=keep_warm)
     except ClusterLost:
         lost = True
         raise
@@ -194,7 +197,7 @@ class _Open:
 
 
 def run_items(items: Iterable[Item], job: UpscaleJob, slots: list[Slot], manifest: Manifest, outcome: Outcome,
-              watch: HeadWatch | None = None) -> Outcome:
+              watch: HeadWatch | None = None, keep_warm: float = 0.0) -> Outcome:
     """Runs every unit of `items` (pulled as the fleet needs work) on one upscaler per slot, finishing each item once
     its units are back: joined where it has parts, recorded in `manifest`, counted in `outcome`; a first step (a
     video's scan) is followed by the item it makes, whose units go out before new items'. The driver holds only the
@@ -244,7 +247,7 @@ def run_items(items: Iterable[Item], job: UpscaleJob, slots: list[Slot], manifes
                 yield unit
         planning = False
 
-    fleet = Fleet(job, slots, watch)
+    fleet = Fleet(job, slots, watch, keep_warm)
     try:
         with fleet:
             for status in fleet.run(units()):

@@ -8,6 +8,7 @@ its node) are subclasses of the real ones defined here and sent to the workers b
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -38,6 +39,7 @@ from realesr_core.cluster import (
     ScanUnit,
     Slot,
     connect,
+    end_warm_workers,
     item_key,
     plan_fleet,
     run_items,
@@ -45,6 +47,7 @@ from realesr_core.cluster import (
 )
 from realesr_core.cluster import dispatch as dispatch_module
 from realesr_core.cluster import units as units_module
+from realesr_core.cluster.dispatch import WARM_NAMESPACE
 from realesr_core.errors import RealESRError
 from realesr_core.jobs import PlanError, UpscaleJob, UpscalePlan, plan_upscale
 from realesr_core.media import VideoError, open_for_streaming, read_image, upscale_image_file, upscale_to_tiff
@@ -88,11 +91,31 @@ def job(inputs: tuple[Path, ...] = (), output: Path | None = None, **settings) -
 
 
 def on_ray(inputs: tuple[Path, ...], output: Path | None, plan_type: type[UpscalePlan] = UpscalePlan,
-           **settings) -> int:
+           keep_warm: float = 0.0, **settings) -> int:
     """The library's Ray run of the job with these settings, on the test cluster; returns its exit status."""
     asked = job(inputs, output, **settings)
     model = load_model(asked.model)
-    return upscale_on_ray(model, plan_type(asked, model.scale), asked, "auto", None)
+    return upscale_on_ray(model, plan_type(asked, model.scale), asked, "auto", None, keep_warm)
+
+
+def warm_workers() -> list[str]:
+    return [actor["name"] for actor in ray.util.list_named_actors(all_namespaces=True)
+            if actor["namespace"] == WARM_NAMESPACE]
+
+
+@pytest.fixture
+def worker_pids(monkeypatch) -> list[int]:
+    """The process of every worker that answers `ready` in this test, in order."""
+    pids: list[int] = []
+    started = Fleet._started
+
+    def noting(self, worker, ref):
+        with contextlib.suppress(Exception):
+            pids.append(ray.get(ref)["pid"])
+        started(self, worker, ref)
+
+    monkeypatch.setattr(Fleet, "_started", noting)
+    return pids
 
 
 def head_id() -> str:
@@ -179,6 +202,12 @@ def test_without_ray_the_error_names_the_extra(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails as if it were not installed
     with pytest.raises(RealESRError, match=r"pip install 'realesr\[ray\]'"):
         connect("local")
+
+
+def test_a_negative_keep_warm_is_refused_before_a_cluster_starts(tmp_path: Path, capsys) -> None:
+    folder = images(tmp_path / "in", 1)
+    assert main(["upscale", str(folder), "-o", str(tmp_path / "out"), *MODEL, "--ray", "--ray-keep-warm", "-5"]) == 2
+    assert capsys.readouterr().err.strip().endswith("--ray-keep-warm must be 0 or more seconds, got -5")
 
 
 def test_images_and_a_video_give_the_bytes_of_the_plain_run(cluster, tmp_path: Path, monkeypatch) -> None:
@@ -464,6 +493,40 @@ def test_kill_stops_a_ray_run_as_ctrl_c_does(cluster, tmp_path: Path, stop: int)
     assert "realesr: interrupted; " in stderr and "Re-run the same command to resume." in stderr
     assert set(hidden(out)) <= {MANIFEST_NAME}  # no temporaries (the manifest is there once a row came back)
     assert 1 <= len(outputs(out)) < 16
+
+
+def test_warm_workers_serve_the_next_run_and_end_once_idle(cluster, tmp_path: Path, worker_pids) -> None:
+    """--ray-keep-warm: the next run of the same model is served by the same worker processes, their model loaded,
+    and the workers end by themselves once idle that long, giving their CPUs back; without it they end with the
+    run."""
+    folder = images(tmp_path / "in", 3)
+    assert on_ray((folder,), tmp_path / "cold") == 0 and warm_workers() == []
+    assert on_ray((folder,), tmp_path / "first", keep_warm=3) == 0
+    first = list(worker_pids[1:])
+    assert len(warm_workers()) == len(first) == 1
+    assert on_ray((folder,), tmp_path / "second", keep_warm=3) == 0
+    assert worker_pids[1 + len(first):] == first  # the same processes
+    assert outputs(tmp_path / "second") == outputs(tmp_path / "cold")
+    deadline = time.monotonic() + 30
+    while warm_workers():
+        assert time.monotonic() < deadline, "the warm workers did not end once idle"
+        time.sleep(0.5)
+
+
+def test_a_warm_worker_that_another_run_holds_is_not_shared(cluster, tmp_path: Path, worker_pids) -> None:
+    """Two runs at once: the second starts its own worker instead of sending work to the first one's."""
+    folder, out = images(tmp_path / "in", 2), tmp_path / "out"
+    slots = [Slot(head_id(), 1, 0)]
+    holder = Fleet(job(), slots, keep_warm=30)
+    try:
+        assert ray.get(holder.workers[0].starting)["held"]
+        held_pid = ray.get(holder.workers[0].starting)["pid"]
+        units = [ImageUnit(source, out / source.name, 400) for source in sorted(folder.iterdir())]
+        with Manifest(out) as book:
+            outcome = run_items(items_of(units), job(), slots, book, Outcome(), keep_warm=30)
+        assert outcome.made == 2 and worker_pids[0] == held_pid and worker_pids[1] != held_pid
+    finally:
+        assert end_warm_workers() == 1
 
 
 def test_a_huge_image_is_spread_by_tile_rows_and_written_once(cluster, tmp_path: Path) -> None:
