@@ -63,12 +63,15 @@ def parcels(units: Iterable[Unit | None]) -> Iterator[Parcel | None]:
     total = 0
     index = 0
     for unit in units:
-        if unit is None or not isinstance(unit, ImageUnit):
-            if pending and unit is None:
+        if unit is None:
+            if pending:
                 yield pending
                 pending, total = [], 0
-            yield None if unit is None else [(index, unit)]
-            index += unit is not None
+            yield None
+            continue
+        if not isinstance(unit, ImageUnit):
+            yield [(index, unit)]
+            index += 1
             continue
         pending.append((index, unit))
         index += 1
