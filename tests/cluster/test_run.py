@@ -457,7 +457,10 @@ def test_workers_that_cannot_start_stop_the_run_with_a_clear_error(cluster, tmp_
     assert not (tmp_path / "out").exists()
 
 
-def test_ctrl_c_stops_the_workers_and_removes_what_they_were_writing(cluster, tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.parametrize("keep_warm", [0.0, 60.0], ids=["workers of the run", "warm workers"])
+def test_ctrl_c_stops_the_workers_and_removes_what_they_were_writing(cluster, tmp_path: Path, monkeypatch,
+                                                                     keep_warm: float) -> None:
+    """Warm workers too: one that was stopped mid-unit is not kept (nothing keeps running after Ctrl+C)."""
     monkeypatch.setattr(dispatch_module, "PARCEL_UNITS", 1)
     folder, out = images(tmp_path / "in", 1), tmp_path / "out"
     items = items_of([SlowWriterUnit(folder / "photo00.png", out / "photo00_x4.png", 400)])
@@ -469,8 +472,9 @@ def test_ctrl_c_stops_the_workers_and_removes_what_they_were_writing(cluster, tm
         raise KeyboardInterrupt
 
     with Manifest(out) as book, pytest.raises(Interrupted, match="temporary files of what they were writing removed"):
-        run_items(then_ctrl_c(), job(), [Slot(head_id(), 1, 0)], book, Outcome())
+        run_items(then_ctrl_c(), job(), [Slot(head_id(), 1, 0)], book, Outcome(), keep_warm=keep_warm)
     assert hidden(out) == []  # nothing recorded, nothing half-written
+    assert warm_workers() == []
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP], ids=["sigterm", "sighup"])
