@@ -427,3 +427,39 @@ def test_a_second_video_stream_is_copied(quick, tmp_path: Path, suffix: str) -> 
         assert [s.width for s in copy.streams.video] == [128, 16]
         assert [bytes(p) for p in copy.demux(video=1) if p.size] == [bytes(p) for p in original.demux(video=1)
                                                                       if p.size]
+
+
+def test_ctrl_c_during_a_segments_last_flush_waits_for_the_encoder_before_the_output_closes(monkeypatch) -> None:
+    """Ctrl+C while the main thread waits for the encoder's last flush: CPython 3.11 then takes a thread whose join
+    was interrupted for stopped though it still runs, and the output was closed under its flush (a segmentation
+    fault). `close` returns only once the encoding thread no longer touches the output."""
+    import threading
+    from types import SimpleNamespace
+
+    from realesr_core.media.video import encoding
+
+    flushing, release, flushed = threading.Event(), threading.Event(), threading.Event()
+
+    class Stream:
+        codec_context = SimpleNamespace(pix_fmt="yuv420p")
+
+        def encode(self, frame: Any) -> list[Any]:
+            if frame is None:  # the encoder's last flush, after the last frame
+                flushing.set()
+                release.wait(5)
+                flushed.set()
+            return []
+
+    encoder = encoding._Encoder(None, Stream(), SimpleNamespace(mux=lambda packet: None), "rgb24", {}, None,
+                                VideoOptions(), None, None)
+
+    def interrupted_wait(*_arguments: Any) -> bool:
+        flushing.wait(5)
+        raise KeyboardInterrupt  # as Ctrl+C lands in the main thread's wait
+
+    monkeypatch.setattr(encoder.ended, "wait", interrupted_wait)
+    with pytest.raises(KeyboardInterrupt):
+        encoder.finish()
+    threading.Timer(0.3, release.set).start()
+    encoder.close()
+    assert flushed.is_set()  # closed only after the flush ended

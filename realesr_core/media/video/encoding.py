@@ -261,9 +261,11 @@ class _Failed:
 
 
 def _in_background(items: Iterator[Any], depth: int) -> Iterator[Any]:
-    """`items` produced in a thread of their own, at most `depth` ahead: decoding overlaps the upscaling."""
+    """`items` produced in a thread of their own, at most `depth` ahead: decoding overlaps the upscaling. Closing it
+    returns once the thread has stopped reading (its container may then close)."""
     produced: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
+    ended = threading.Event()  # see _Encoder.ended
 
     def produce() -> None:
         try:
@@ -279,9 +281,10 @@ def _in_background(items: Iterator[Any], depth: int) -> Iterator[Any]:
             produced.put(_DONE)
         except BaseException as error:  # noqa: BLE001 - handed to the consumer, which raises it
             produced.put(_Failed(error))
+        finally:
+            ended.set()
 
-    thread = threading.Thread(target=produce, name="realesr-decode", daemon=True)
-    thread.start()
+    threading.Thread(target=produce, name="realesr-decode", daemon=True).start()
     try:
         while (item := produced.get()) is not _DONE:
             if isinstance(item, _Failed):
@@ -289,10 +292,9 @@ def _in_background(items: Iterator[Any], depth: int) -> Iterator[Any]:
             yield item
     finally:
         stop.set()
-        while thread.is_alive():
+        while not ended.is_set():
             with contextlib.suppress(queue.Empty):
                 produced.get(timeout=0.1)
-        thread.join()
 
 
 class _Encoder:
@@ -310,8 +312,11 @@ class _Encoder:
         self.previous: tuple[np.ndarray, np.ndarray] | None = None  # the last frame: source pixels, upscaled pixels
         self.queue: queue.Queue = queue.Queue(maxsize=2 * video.frames_per_batch)
         self.failure: BaseException | None = None
-        self.thread = threading.Thread(target=self._encode, name="realesr-encode", daemon=True)
-        self.thread.start()
+        # Set by the encoding thread as its last act; waited for instead of Thread.join and is_alive, which cannot be
+        # trusted once Ctrl+C interrupted a join: CPython 3.11 then marks a thread that still runs as stopped, and the
+        # output closed under the thread's last flush (a segmentation fault, 1 Ctrl+C in 25 after a segment ended).
+        self.ended = threading.Event()
+        threading.Thread(target=self._encode, name="realesr-encode", daemon=True).start()
 
     def add(self, frame: _Frame) -> None:
         self.pending.append(frame)
@@ -321,17 +326,17 @@ class _Encoder:
     def finish(self) -> None:
         self._flush()
         self._put(_DONE)
-        self.thread.join()
+        self.ended.wait()
         self._raise_failure()
 
     def close(self) -> None:
-        """Stops the encoding thread if the segment ended early (an error, a cancel)."""
-        if self.thread.is_alive():
+        """Stops the encoding thread if the segment ended early (an error, a cancel, Ctrl+C), and returns once it no
+        longer touches the output."""
+        if not self.ended.is_set():
             self.failure = self.failure or UpscaleCancelled("stopped")
-            while self.thread.is_alive():
+            while not self.ended.is_set():
                 with contextlib.suppress(queue.Full):
                     self.queue.put(_DONE, timeout=0.1)
-            self.thread.join()
 
     def _encode(self) -> None:
         import av
@@ -350,9 +355,11 @@ class _Encoder:
                     self.output.mux(packet)
         except BaseException as error:  # noqa: BLE001 - raised in the main thread
             self.failure = error
+        finally:
+            self.ended.set()
 
     def _put(self, item: Any) -> None:
-        while self.thread.is_alive():
+        while not self.ended.is_set():
             try:
                 self.queue.put(item, timeout=0.1)
                 return
