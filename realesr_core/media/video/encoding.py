@@ -188,18 +188,20 @@ def encode_segment(model: Any, source: Path, temporary: Path, start: int | None,
         rgb = "rgb48le" if encoding.bits == 10 else "rgb24"
         matrix = {"dst_colorspace": encoding.colour["colorspace"], "dst_color_range": encoding.colour["color_range"]}
         options = (options or UpscaleOptions()).for_bit_depth(encoding.bits)
-        encoder = _Encoder(model, stream_out, output, rgb, {k: v for k, v in matrix.items() if v}, options, video,
-                           progress, cancel)
         damage = _Damage()
         decoded = _decoded(_tolerant_frames(av, container, stream_in, damage), start, end, rgb)
         frames = _in_background(decoded, 2 * video.frames_per_batch)
-        try:
+        encoder: _Encoder | None = None
+        try:  # the threads start inside: Ctrl+C may land anywhere, and both must end before the files close
+            encoder = _Encoder(model, stream_out, output, rgb, {k: v for k, v in matrix.items() if v}, options,
+                               video, progress, cancel)
             for frame in frames:
                 encoder.add(frame)
             encoder.finish()
         finally:
             frames.close()  # the decoding thread ends before its container closes
-            encoder.close()
+            if encoder is not None:
+                encoder.close()
     return encoder.frames, encoder.duplicates, damage.rejected
 
 
@@ -265,10 +267,13 @@ def _in_background(items: Iterator[Any], depth: int) -> Iterator[Any]:
     returns once the thread has stopped reading (its container may then close)."""
     produced: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
-    ended = threading.Event()  # see _Encoder.ended
+    begun, ended = threading.Event(), threading.Event()  # see _Encoder.ended
 
     def produce() -> None:
+        begun.set()
         try:
+            if stop.is_set():  # the consumer gave up before this thread began (Ctrl+C inside `start`)
+                return
             for item in items:
                 while not stop.is_set():
                     try:
@@ -284,17 +289,21 @@ def _in_background(items: Iterator[Any], depth: int) -> Iterator[Any]:
         finally:
             ended.set()
 
-    threading.Thread(target=produce, name="realesr-decode", daemon=True).start()
+    thread = threading.Thread(target=produce, name="realesr-decode", daemon=True)
     try:
+        thread.start()  # inside: Ctrl+C can land in `start`, after the thread exists
         while (item := produced.get()) is not _DONE:
             if isinstance(item, _Failed):
                 raise item.error
             yield item
     finally:
         stop.set()
-        while not ended.is_set():
-            with contextlib.suppress(queue.Empty):
-                produced.get(timeout=0.1)
+        # a thread that begins after this wait sees `stop` before it touches the container
+        if begun.wait(1.0):
+            while not ended.is_set():
+                with contextlib.suppress(queue.Empty):
+                    produced.get(timeout=0.1)
+            thread.join()  # and gone: a daemon thread still in C code when the interpreter ends aborts the process
 
 
 class _Encoder:
@@ -316,7 +325,8 @@ class _Encoder:
         # trusted once Ctrl+C interrupted a join: CPython 3.11 then marks a thread that still runs as stopped, and the
         # output closed under the thread's last flush (a segmentation fault, 1 Ctrl+C in 25 after a segment ended).
         self.ended = threading.Event()
-        threading.Thread(target=self._encode, name="realesr-encode", daemon=True).start()
+        self.thread = threading.Thread(target=self._encode, name="realesr-encode", daemon=True)
+        self.thread.start()
 
     def add(self, frame: _Frame) -> None:
         self.pending.append(frame)
@@ -327,6 +337,7 @@ class _Encoder:
         self._flush()
         self._put(_DONE)
         self.ended.wait()
+        self.thread.join()  # and gone: a daemon thread still in C code when the interpreter ends aborts the process
         self._raise_failure()
 
     def close(self) -> None:
@@ -337,26 +348,30 @@ class _Encoder:
             while not self.ended.is_set():
                 with contextlib.suppress(queue.Full):
                     self.queue.put(_DONE, timeout=0.1)
+        self.thread.join()
 
     def _encode(self) -> None:
-        import av
-
         try:
-            while (item := self.queue.get()) is not _DONE:
-                pixels, pts, time_base = item
-                frame = av.VideoFrame.from_ndarray(pixels, format=self.rgb)
-                if self.matrix:  # else FFmpeg's default (BT.601) would meet a stream tagged, say, BT.709
-                    frame = frame.reformat(format=self.stream.codec_context.pix_fmt, **self.matrix)
-                frame.pts, frame.time_base = pts, time_base
-                for packet in self.stream.encode(frame):
-                    self.output.mux(packet)
-            if self.failure is None:
-                for packet in self.stream.encode(None):
-                    self.output.mux(packet)
+            self._encode_all()
         except BaseException as error:  # noqa: BLE001 - raised in the main thread
             self.failure = error
         finally:
-            self.ended.set()
+            self.ended.set()  # after `_encode_all` let go of its frames and packets: nothing of FFmpeg's is left here
+
+    def _encode_all(self) -> None:
+        import av
+
+        while (item := self.queue.get()) is not _DONE:
+            pixels, pts, time_base = item
+            frame = av.VideoFrame.from_ndarray(pixels, format=self.rgb)
+            if self.matrix:  # else FFmpeg's default (BT.601) would meet a stream tagged, say, BT.709
+                frame = frame.reformat(format=self.stream.codec_context.pix_fmt, **self.matrix)
+            frame.pts, frame.time_base = pts, time_base
+            for packet in self.stream.encode(frame):
+                self.output.mux(packet)
+        if self.failure is None:
+            for packet in self.stream.encode(None):
+                self.output.mux(packet)
 
     def _put(self, item: Any) -> None:
         while not self.ended.is_set():
